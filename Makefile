@@ -1,0 +1,49 @@
+# mediacdr — the two commands a newcomer needs are `make up` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up down test lint unit venv deps kafka-jars postgres status clean
+
+## make up: set everything up and run mediacdr locally (Kafka, detector, sample events).
+up: deps kafka-jars
+	@bash scripts/up.sh
+
+## make down: stop everything `make up` started.
+down:
+	@bash scripts/down.sh
+
+## make test: set everything up and run the whole suite (lint, unit, contract, integration, e2e).
+test: deps kafka-jars postgres lint
+	$(BIN)/python -m pytest tests
+
+lint: deps
+	$(BIN)/ruff check services tests migrations
+	$(BIN)/ruff format --check services tests migrations
+	$(BIN)/mypy
+
+unit: deps
+	$(BIN)/python -m pytest tests/unit tests/contract
+
+venv: $(STAMP)
+deps: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+kafka-jars: deps
+	$(BIN)/mediacdr kafka fetch
+
+postgres:
+	bash scripts/ensure-postgres.sh
+
+status: deps
+	$(BIN)/mediacdr kafka status
+
+clean: down
+	rm -rf var

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `make up`: a local Kafka broker, the contract topics, the detector, and sample events.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+mkdir -p var
+export MEDIACDR_KAFKA_BOOTSTRAP="${MEDIACDR_KAFKA_BOOTSTRAP:-127.0.0.1:9092}"
+
+echo "==> Kafka (single-node KRaft, var/kafka)"
+$BIN/mediacdr kafka start
+echo "==> topics"
+$BIN/mediacdr topics create
+
+start_service() {  # name, then the command
+  local name=$1; shift
+  local pidfile="var/$name.pid"
+  if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    echo "    $name already running (pid $(cat "$pidfile"))"
+    return
+  fi
+  setsid "$@" >"var/$name.log" 2>&1 < /dev/null &
+  echo $! >"$pidfile"
+  echo "    $name started (pid $!, log var/$name.log)"
+}
+
+echo "==> services"
+start_service detector $BIN/mediacdr detector --loglevel INFO
+
+echo "==> sample events"
+$BIN/mediacdr samples
+
+echo "==> waiting for the detector to copy the sample session to mediacdr.cdr"
+$BIN/mediacdr wait-for mediacdr.cdr --event participantJoined --timeout 120
+$BIN/mediacdr wait-for mediacdr.deadletter --count 3 --timeout 60
+
+cat <<TXT
+
+mediacdr is up.
+  broker      $MEDIACDR_KAFKA_BOOTSTRAP
+  detector    log: var/detector.log
+Look at:
+  .venv/bin/mediacdr tail mediacdr.cdr          # CDR records with their ce_* headers
+  .venv/bin/mediacdr tail mediacdr.deadletter   # rejected input with its error header
+Stop everything with: make down
+TXT

@@ -1,0 +1,124 @@
+"""The `mediacdr` command: one sub-command per service and per operation (CONTRACT §15)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import click
+
+from services.config import DetectorSettings, KafkaSettings
+from services.localdev.kafka import kafka_cli
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """mediacdr: crash detection and OpenVidu-compatible CDR for media-server clusters."""
+
+
+main.add_command(kafka_cli, name="kafka")
+
+
+@main.command()
+@click.option("--loglevel", default="WARNING", show_default=True)
+def detector(loglevel: str) -> None:
+    """Run the crash detector (a Faust worker) until interrupted."""
+    from services.detector.worker import run_detector
+
+    run_detector(DetectorSettings(), loglevel=loglevel)
+
+
+@main.group()
+def topics() -> None:
+    """The contract topics."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create the six contract topics with MEDIACDR_PARTITIONS partitions (idempotent)."""
+    from services.topics import ensure_topics
+
+    settings = KafkaSettings()
+    created = asyncio.run(ensure_topics(settings))
+    click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+@main.command()
+@click.argument("topic")
+def tail(topic: str) -> None:
+    """Print every record now on TOPIC with its key and headers, then exit."""
+    from services.ops.tail import read_topic
+
+    async def run() -> int:
+        count = 0
+        async for r in read_topic(KafkaSettings().kafka_bootstrap, topic):
+            headers = {k: v.decode("utf-8", "replace") for k, v in r.headers}
+            key = r.key.decode("utf-8", "replace") if r.key is not None else None
+            value = r.value.decode("utf-8", "replace") if r.value is not None else None
+            click.echo(f"[{r.partition}:{r.offset}] key={key} value={value}")
+            click.echo(f"    headers={json.dumps(headers)}")
+            count += 1
+        return count
+
+    click.echo(f"{asyncio.run(run())} records on {topic}")
+
+
+@main.command()
+def samples() -> None:
+    """Put a few sample records (good and bad) on the input topics."""
+    from services.simulator.feed import feed_samples
+
+    settings = KafkaSettings()
+    for line in asyncio.run(feed_samples(settings, int(time.time() * 1000))):
+        click.echo(line)
+
+
+@main.command("wait-for")
+@click.argument("topic")
+@click.option(
+    "--event", "event_name", default=None, help="Only records whose value has this event."
+)
+@click.option("--count", default=1, show_default=True)
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds.")
+def wait_for(topic: str, event_name: str | None, count: int, timeout: float) -> None:
+    """Wait until COUNT records (of EVENT) are on TOPIC; exit 1 on timeout."""
+    from services.ops.tail import TailedRecord, collect
+
+    def matches(record: TailedRecord) -> bool:
+        if event_name is None:
+            return True
+        try:
+            return bool(json.loads(record.value or b"null").get("event") == event_name)
+        except (ValueError, AttributeError):
+            return False
+
+    try:
+        found = asyncio.run(
+            collect(
+                KafkaSettings().kafka_bootstrap,
+                topic,
+                count=count,
+                timeout_s=timeout,
+                predicate=matches,
+            )
+        )
+    except TimeoutError as e:
+        raise click.ClickException(f"timed out: {e}") from e
+    click.echo(
+        f"    {len(found)} record(s) on {topic}" + (f" ({event_name})" if event_name else "")
+    )
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True)
+def migrate(revision: str) -> None:
+    """Upgrade the SQL schema (MEDIACDR_DATABASE_URL) to REVISION with Alembic."""
+    from services.config import DatabaseSettings
+    from services.store.migrate import upgrade
+
+    url = DatabaseSettings().database_url
+    upgrade(url, revision)
+    click.echo(f"schema at {revision}")

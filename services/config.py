@@ -1,0 +1,53 @@
+"""Settings, read once from the environment (prefix ``MEDIACDR_``) in each entry point.
+
+One frozen object per service, passed down; nothing connects at import time. Every name and
+default here is part of the contract (README's configuration table lists them).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DatabaseSettings", "DetectorSettings", "KafkaSettings", "Topics"]
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEDIACDR_", frozen=True, extra="ignore")
+
+
+class Topics(_Base):
+    """The six contract topics (CONTRACT §2)."""
+
+    topic_liveness: str = "mediacdr.liveness"
+    topic_sessions: str = "mediacdr.sessions"
+    topic_cdr: str = "mediacdr.cdr"
+    topic_nodes: str = "mediacdr.nodes"
+    topic_notifications: str = "mediacdr.notifications"
+    topic_deadletter: str = "mediacdr.deadletter"
+
+
+class KafkaSettings(Topics):
+    """What every Kafka-facing service needs."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    partitions: int = Field(default=12, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class DetectorSettings(KafkaSettings):
+    """The crash detector (CONTRACT §5)."""
+
+    grace_ms: int = Field(default=3000, ge=0)
+    allowed_lateness_ms: int = Field(default=100, ge=0)
+    heartbeat_timeout_ms: int = Field(default=0, ge=0)
+    reconnection_timeout_s: int = Field(default=-1, ge=-1)
+    detector_data_dir: str = "var/detector"
+    detector_app_id: str = "mediacdr"
+
+
+class DatabaseSettings(_Base):
+    """The SQL projection store (CONTRACT §12)."""
+
+    database_url: str = "sqlite:///var/mediacdr.db"
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)

@@ -1,0 +1,24 @@
+"""Reading what a Faust event knows about the record it came from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.core.deadletter import SourcePosition
+
+__all__ = ["raw_headers", "source_of"]
+
+
+def source_of(event: Any) -> SourcePosition:
+    message = event.message
+    timestamp = message.timestamp
+    timestamp_ms = round(timestamp * 1000) if timestamp is not None else 0
+    return SourcePosition(message.topic, message.partition, message.offset, timestamp_ms)
+
+
+def raw_headers(event: Any) -> list[tuple[str, bytes]]:
+    """The record's headers as Kafka has them (a list: names may repeat)."""
+    headers = event.message.headers or []
+    if isinstance(headers, dict):
+        return list(headers.items())
+    return [(str(k), bytes(v)) for k, v in headers]

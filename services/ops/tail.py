@@ -1,0 +1,108 @@
+"""Reading a topic from the start, for people: `mediacdr tail TOPIC`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+__all__ = ["TailedRecord", "collect", "read_topic"]
+
+
+@dataclass(frozen=True, slots=True)
+class TailedRecord:
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+async def read_topic(
+    bootstrap: str, topic: str, idle_ms: int = 1000
+) -> AsyncIterator[TailedRecord]:
+    """Every record now on ``topic`` (all partitions, from the start), then stop."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        try:
+            tps = await _partitions(bootstrap, topic, asyncio.get_running_loop().time())
+        except TimeoutError:
+            return
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=idle_ms)
+            if not batch:
+                break
+            for tp, records in batch.items():
+                for r in records:
+                    yield TailedRecord(
+                        r.partition, r.offset, r.timestamp, r.key, r.value, list(r.headers)
+                    )
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+
+
+async def collect(
+    bootstrap: str,
+    topic: str,
+    *,
+    count: int,
+    timeout_s: float,
+    predicate: Callable[[TailedRecord], bool] = lambda _r: True,
+) -> list[TailedRecord]:
+    """Read ``topic`` from the start until ``count`` records match ``predicate``.
+
+    Returns the matching records; raises ``TimeoutError`` (with what was seen) when the deadline
+    passes first. Waits on the broker (long poll), never on a sleep.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    matched: list[TailedRecord] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        tps = await _partitions(bootstrap, topic, deadline)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while len(matched) < count:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutError(f"{len(matched)} of {count} records on {topic}")
+            batch = await consumer.getmany(timeout_ms=int(min(left, 1.0) * 1000))
+            for records in batch.values():
+                for r in records:
+                    record = TailedRecord(
+                        r.partition, r.offset, r.timestamp, r.key, r.value, list(r.headers)
+                    )
+                    if predicate(record):
+                        matched.append(record)
+    finally:
+        await consumer.stop()
+    return matched
+
+
+async def _partitions(bootstrap: str, topic: str, deadline: float) -> list[TopicPartition]:
+    """The topic's partitions, waiting for a topic that is being created."""
+    loop = asyncio.get_running_loop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        while True:
+            described = await admin.describe_topics([topic])
+            partitions = [p["partition"] for d in described for p in d.get("partitions") or []]
+            if partitions and described[0].get("error_code", 0) == 0:
+                return [TopicPartition(topic, p) for p in sorted(partitions)]
+            if loop.time() > deadline:
+                raise TimeoutError(f"topic {topic} does not exist")
+            await asyncio.sleep(0.2)  # metadata has no change notification to await
+    finally:
+        await admin.close()
