@@ -1,35 +1,50 @@
-"""The detector's Faust app: a thin adapter from the input topics to the core and back.
+"""The detector's Faust app: a thin adapter from the input topics to the rules and back.
 
-Two stages (CONTRACT §1, §2):
+* **routers** read ``mediacdr.liveness`` and ``mediacdr.sessions``, validate each record,
+  dead-letter what cannot be applied, and forward the rest, re-keyed by node, to the internal topic
+  ``<app id>-nodeevents``. The session router keeps session → node in the ``session-routes``
+  table, co-partitioned with ``mediacdr.sessions``. A timer writes event-time *marks* to every
+  internal partition (``services.detector.marks``).
+* the **node agent** reads the internal topic — everything about a node in one ordered stream —
+  and runs :class:`services.core.rules.NodeEngine`; its state lives in the ``nodes`` and
+  ``node-sessions`` tables, written after the outputs are sent (see ``table_store``).
 
-* **routers** read ``mediacdr.liveness`` and ``mediacdr.sessions``, validate each record
-  (``services.core.validation``), dead-letter what cannot be applied, and re-key what can by media
-  node onto the internal topic ``mediacdr-nodeevents``. The session router keeps the session → node
-  binding in a table co-partitioned with ``mediacdr.sessions``.
-* the **node agent** reads the internal topic, so everything about one node arrives in one
-  ordered stream, and writes the CDR copies.
-
-Outputs are sent as Faust attachments: they reach Kafka before the input offset is committed,
-so processing is at-least-once and every output has a deterministic ``ce_id``.
+Every send is immediate (``force=True``): forwards must precede the marks that vouch for them,
+and outputs must precede the state that records them. Faust flushes the producer before it
+commits offsets, so processing is at-least-once and every output has a deterministic ``ce_id``.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import faust
 
 from services.config import DetectorSettings
 from services.core.errors import RejectedInput
+from services.core.rules import Emit, Input, NodeEngine, Output, RuleSettings
 from services.core.validation import InputKind, validate_input
-from services.detector.envelope import Envelope, decode_envelope, encode_envelope
-from services.detector.output import Output, OutputBuilder
-from services.detector.routing import route_from_row, route_session, route_to_row
+from services.detector.envelope import Envelope, envelope_from_doc, envelope_to_doc
+from services.detector.marks import (
+    MARK_KIND,
+    PartitionProgress,
+    Watermarks,
+    decode_mark,
+    encode_mark,
+    source_key,
+)
+from services.detector.output import Output as Record
+from services.detector.output import OutputBuilder
+from services.detector.routing import route_session
 from services.detector.sources import raw_headers, source_of
+from services.detector.table_store import TableRulesStore
 
 __all__ = ["INTERNAL_TOPIC_SUFFIX", "build_app"]
 
 INTERNAL_TOPIC_SUFFIX = "nodeevents"
+MARK_INTERVAL_S = 0.05
 
 
 def build_app(settings: DetectorSettings) -> faust.App:
@@ -47,104 +62,203 @@ def build_app(settings: DetectorSettings) -> faust.App:
         key_serializer="json",  # tables; topics below are raw bytes
         value_serializer="json",
     )
-    _wire(app, settings)
+    Detector(app, settings).wire()
     return app
 
 
-def _raw_topic(app: faust.App, name: str, **kwargs: Any) -> Any:
-    return app.topic(
-        name,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        **kwargs,
-    )
+class Detector:
+    """Holds the topics, tables and in-memory progress of one worker."""
 
+    def __init__(self, app: faust.App, settings: DetectorSettings) -> None:
+        self.app = app
+        self.settings = settings
 
-def _wire(app: faust.App, settings: DetectorSettings) -> None:
-    builder = OutputBuilder(settings)
-    liveness = _raw_topic(app, settings.topic_liveness)
-    sessions = _raw_topic(app, settings.topic_sessions)
-    internal = _raw_topic(
-        app,
-        f"{settings.detector_app_id}-{INTERNAL_TOPIC_SUFFIX}",
-        partitions=settings.partitions,
-        internal=True,
-    )
-    outputs = {
-        name: _raw_topic(app, name)
-        for name in (
-            settings.topic_cdr,
-            settings.topic_nodes,
-            settings.topic_notifications,
-            settings.topic_deadletter,
+    def wire(self) -> None:
+        app, s = self.app, self.settings
+        self.builder = OutputBuilder(s)
+        self.liveness = self._raw_topic(s.topic_liveness)
+        self.sessions = self._raw_topic(s.topic_sessions)
+        self.internal = self._raw_topic(
+            f"{s.detector_app_id}-{INTERNAL_TOPIC_SUFFIX}", partitions=s.partitions, internal=True
         )
-    }
-    routes = app.Table(
-        "session-routes",
-        default=None,
-        partitions=settings.partitions,
-        key_type=str,
-    )
-
-    async def send(output: Output) -> None:
-        await outputs[output.topic].send(
-            key=output.key,
-            value=output.value,
-            headers=output.headers,
-            timestamp=(output.timestamp_ms + 0.5) / 1000.0,  # Faust takes seconds; keep the ms
+        self.outputs = {
+            name: self._raw_topic(name)
+            for name in (s.topic_cdr, s.topic_nodes, s.topic_notifications, s.topic_deadletter)
+        }
+        self.routes = app.Table(
+            "session-routes", default=None, partitions=s.partitions, key_type=str
         )
+        nodes = app.Table("nodes", default=None, partitions=s.partitions, key_type=str)
+        sessions = app.Table("node-sessions", default=None, partitions=s.partitions, key_type=str)
+        self.store = TableRulesStore(nodes, sessions)
+        self.engine = NodeEngine(
+            self.store,
+            RuleSettings(s.grace_ms, s.heartbeat_timeout_ms, s.reconnection_timeout_s),
+        )
+        self.progress: dict[Any, PartitionProgress] = {}
+        self.progress_generation: int | None = None
+        self.watermarks: dict[int, Watermarks] = {}
+        self.timer_generation: dict[int, int] = {}
+        app.agent(self.liveness, name="route-liveness")(self._route_agent("liveness"))
+        app.agent(self.sessions, name="route-sessions")(self._route_agent("session"))
+        app.agent(self.internal, name="nodes")(self._node_agent)
+        app.timer(MARK_INTERVAL_S)(self._send_marks)
 
-    async def forward(envelope: Envelope, node: str) -> None:
-        await internal.send(key=node.encode(), value=encode_envelope(envelope))
-
-    async def reject(event: Any, error: RejectedInput) -> None:
-        await send(
-            builder.dead_letter(event.key, event.value, raw_headers(event), source_of(event), error)
+    def _raw_topic(self, name: str, **kwargs: Any) -> Any:
+        return self.app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            **kwargs,
         )
 
-    async def route(kind: InputKind, event: Any) -> None:
-        valid = validate_input(kind, event.key, event.value)
-        usid: str | None = None
-        node = valid.key
-        if kind == "session":
-            decision = route_session(valid, route_from_row(routes.get(valid.key)))
-            if decision.changed:
-                routes[valid.key] = route_to_row(decision.route)
-            node, usid = decision.route.node, decision.route.unique_session_id
+    async def _send(self, record: Record) -> None:
+        await self.outputs[record.topic].send(
+            key=record.key,
+            value=record.value,
+            headers=record.headers,
+            timestamp=(record.timestamp_ms + 0.5) / 1000.0,  # Faust takes seconds; keep the ms
+            force=True,
+        )
+
+    # -- routers --------------------------------------------------------------------------
+
+    def _route_agent(self, kind: InputKind) -> Any:
+        async def route(stream: Any) -> None:
+            async for event in stream.events():
+                timestamp = await self._route_one(kind, event)
+                self._progress(event).forwarded(event.message.offset, timestamp)
+
+        return route
+
+    async def _route_one(self, kind: InputKind, event: Any) -> int | None:
+        """Forward one input record, or dead-letter it; returns its event time if accepted."""
+        try:
+            valid = validate_input(kind, event.key, event.value)
+            node = valid.key
+            if kind == "session":
+                node = route_session(valid, self._bound_node(valid.key))
+                self._bind(valid.event, valid.key, node)
+        except RejectedInput as error:
+            source = source_of(event)
+            await self._send(
+                self.builder.dead_letter(
+                    event.key,
+                    event.value,
+                    raw_headers(event),
+                    source,
+                    code=error.code,
+                    detail=error.detail,
+                )
+            )
+            return None
         envelope = Envelope(
-            kind=kind,
-            source=source_of(event),
-            key=valid.key,
-            raw=event.value.decode("utf-8"),
-            headers=raw_headers(event),
-            unique_session_id=usid,
+            kind, source_of(event), valid.key, event.value.decode("utf-8"), raw_headers(event)
         )
-        await forward(envelope, node)
+        value = json.dumps(envelope_to_doc(envelope), separators=(",", ":"), ensure_ascii=False)
+        await self.internal.send(key=node.encode(), value=value.encode("utf-8"), force=True)
+        return valid.timestamp
 
-    @app.agent(liveness, name="route-liveness")
-    async def route_liveness(stream: Any) -> None:
+    def _bound_node(self, session_id: str) -> str | None:
+        row = self.routes.get(session_id)
+        return str(row["node"]) if row else None
+
+    def _bind(self, event: str, session_id: str, node: str) -> None:
+        if event == "sessionCreated" and self._bound_node(session_id) != node:
+            self.routes[session_id] = {"node": node}
+        elif event == "sessionDestroyed" and session_id in self.routes:
+            del self.routes[session_id]
+
+    def _progress(self, event: Any) -> PartitionProgress:
+        self._reset_progress_after_rebalance()
+        tp = event.message.tp
+        if tp not in self.progress:
+            self.progress[tp] = PartitionProgress(self._committed(tp))
+        return self.progress[tp]
+
+    def _reset_progress_after_rebalance(self) -> None:
+        generation = self.app.consumer_generation_id
+        if generation != self.progress_generation:
+            self.progress_generation = generation
+            self.progress = {}
+
+    def _committed(self, tp: Any) -> int:
+        """Where this worker started reading ``tp`` (Faust keeps no public accessor for it)."""
+        committed = getattr(self.app.consumer, "_committed_offset", {}).get(tp)
+        return int(committed) if committed is not None else 0
+
+    async def _send_marks(self) -> None:
+        consumer = self.app.consumer
+        roles = {self.settings.topic_liveness: "liveness", self.settings.topic_sessions: "sessions"}
+        owned = [tp for tp in consumer.assignment() if tp.topic in roles]
+        if not owned:
+            return
+        self._reset_progress_after_rebalance()
+        wall_ms = int(time.time() * 1000)
+        ends = await consumer.highwaters(*owned)
+        marks: dict[str, int] = {}
+        for tp in owned:
+            progress = self.progress.get(tp) or self.progress.setdefault(
+                tp, PartitionProgress(self._committed(tp))
+            )
+            mark = progress.mark(int(ends.get(tp, 0)), wall_ms, self.settings.allowed_lateness_ms)
+            if mark is not None:
+                marks[source_key(roles[tp.topic], tp.partition)] = mark
+        value = encode_mark(marks)
+        for partition in range(self.settings.partitions):
+            await self.internal.send(value=value, partition=partition, force=True)
+
+    # -- node agent -----------------------------------------------------------------------
+
+    async def _node_agent(self, stream: Any) -> None:
         async for event in stream.events():
-            try:
-                await route("liveness", event)
-            except RejectedInput as error:
-                await reject(event, error)
+            partition = event.message.partition
+            self.store.partition = partition
+            doc = json.loads(event.value)
+            if doc.get("kind") == MARK_KIND:
+                await self._on_mark(partition, decode_mark(doc))
+                continue
+            envelope = envelope_from_doc(doc)
+            item = Input(
+                envelope.kind,
+                envelope.payload(),
+                envelope.source.partition,
+                envelope.source.offset,
+                doc,
+            )
+            node_id = event.key.decode("utf-8")
+            self._ensure_timers(partition)
+            if envelope.kind == "liveness":
+                outputs = self.engine.on_liveness(node_id, item)
+            else:
+                outputs = self.engine.on_session(node_id, item)
+            await self._commit(outputs)
 
-    @app.agent(sessions, name="route-sessions")
-    async def route_sessions(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                await route("session", event)
-            except RejectedInput as error:
-                await reject(event, error)
+    async def _on_mark(self, partition: int, marks: dict[str, int]) -> None:
+        watermarks = self.watermarks.setdefault(partition, Watermarks(self.settings.partitions))
+        watermarks.update(marks)
+        self._ensure_timers(partition)
+        for node_id, due in sorted(self.store.timers.get(partition, {}).items()):
+            node = self.store.get_node(node_id)
+            if node is None:
+                continue
+            watermark = watermarks.for_node(node.liveness_partition)
+            if watermark is not None and due <= watermark:
+                await self._commit(self.engine.advance(node_id, watermark))
 
-    @app.agent(internal, name="nodes")
-    async def node_agent(stream: Any) -> None:
-        async for event in stream.events():
-            envelope = decode_envelope(event.value)
-            node = event.key.decode()
-            for output in builder.copies(envelope, node):
-                await send(output)
+    def _ensure_timers(self, partition: int) -> None:
+        generation = self.app.consumer_generation_id
+        if self.timer_generation.get(partition) != generation:
+            self.timer_generation[partition] = generation
+            self.store.rebuild_timers(partition, self.engine.due)
 
-    _ = (route_liveness, route_sessions, node_agent)
+    async def _commit(self, outputs: list[Output]) -> None:
+        """Send the outputs, then write the state that accounts for them."""
+        for output in outputs:
+            if isinstance(output, Emit):
+                await self._send(self.builder.emit(output))
+            else:
+                await self._send(self.builder.rejected(output))
+        self.store.flush()

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from services.core.deadletter import SourcePosition
 
-__all__ = ["Envelope", "decode_envelope", "encode_envelope"]
+__all__ = ["Envelope", "envelope_from_doc", "envelope_to_doc"]
 
 EnvelopeKind = Literal["liveness", "session"]
 
@@ -26,7 +26,6 @@ class Envelope:
     key: str
     raw: str
     headers: list[tuple[str, bytes]]
-    unique_session_id: str | None = None
 
     def payload(self) -> dict[str, Any]:
         """The input event; it was validated by the router, so it parses."""
@@ -34,21 +33,18 @@ class Envelope:
         return parsed
 
 
-def encode_envelope(envelope: Envelope) -> bytes:
+def envelope_to_doc(envelope: Envelope) -> dict[str, Any]:
     src = envelope.source
-    doc = {
+    return {
         "kind": envelope.kind,
         "src": [src.topic, src.partition, src.offset, src.timestamp_ms],
         "key": envelope.key,
         "raw": envelope.raw,
         "hdr": [[k, base64.b64encode(v).decode()] for k, v in envelope.headers],
-        "usid": envelope.unique_session_id,
     }
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def decode_envelope(data: bytes) -> Envelope:
-    doc = json.loads(data)
+def envelope_from_doc(doc: dict[str, Any]) -> Envelope:
     topic, partition, offset, timestamp_ms = doc["src"]
     return Envelope(
         kind=doc["kind"],
@@ -56,5 +52,4 @@ def decode_envelope(data: bytes) -> Envelope:
         key=doc["key"],
         raw=doc["raw"],
         headers=[(k, base64.b64decode(v)) for k, v in doc["hdr"]],
-        unique_session_id=doc["usid"],
     )

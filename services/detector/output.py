@@ -5,17 +5,17 @@ Pure: builds the records; the Faust adapter only sends them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from services.config import DetectorSettings
-from services.core.cdr import cdr_copy
-from services.core.codec import Headers, ce_headers, ce_id, decode_json_object, encode_value
+from services.core.codec import Headers, ce_headers, ce_id, encode_value
 from services.core.deadletter import SourcePosition, dead_letter_headers
-from services.core.errors import InvalidJson, RejectedInput
+from services.core.rules.outputs import Emit, Reject
 from services.core.schemas import dataschema_urn
-from services.detector.envelope import Envelope
+from services.detector.envelope import envelope_from_doc
 
 __all__ = ["SOURCE", "Output", "OutputBuilder"]
 
@@ -58,14 +58,38 @@ class OutputBuilder:
         )
         return Output(self.settings.topic_cdr, key.encode(), encode_value(body), headers, timestamp)
 
-    def copies(self, envelope: Envelope, node: str) -> Iterator[Output]:
-        """The CDR copies of an accepted input event (CONTRACT §3, §4)."""
-        payload = envelope.payload()
-        if envelope.kind == "session":
-            usid = envelope.unique_session_id or ""
-            yield self.cdr(cdr_copy(payload, usid), key=envelope.key, media_node_id=node)
-        elif payload["event"] == "mediaNodeStatusChanged":
-            yield self.cdr(payload, key=envelope.key, media_node_id=node)
+    def emit(self, emit: Emit) -> Output:
+        """A record the rules asked for: CDR, node fact or client notice."""
+        body = emit.body
+        event = str(body["event"])
+        timestamp = int(body["timestamp"])
+        headers = ce_headers(
+            ce_type=event,
+            event_id=ce_id(event, body),
+            source=SOURCE,
+            timestamp_ms=timestamp,
+            dataschema=dataschema_urn(event),
+            media_node_id=emit.media_node_id,
+            incident_id=emit.incident_id,
+        )
+        topic = {
+            "cdr": self.settings.topic_cdr,
+            "nodes": self.settings.topic_nodes,
+            "notifications": self.settings.topic_notifications,
+        }[emit.stream]
+        return Output(topic, emit.key.encode(), encode_value(body), headers, timestamp)
+
+    def rejected(self, reject: Reject) -> Output:
+        """The dead letter of an input the rules could not apply; ``ref`` is its envelope."""
+        envelope = envelope_from_doc(reject.input.ref)
+        return self.dead_letter(
+            envelope.key.encode(),
+            envelope.raw.encode("utf-8"),
+            envelope.headers,
+            envelope.source,
+            code=reject.code,
+            detail=reject.detail,
+        )
 
     def dead_letter(
         self,
@@ -73,13 +97,15 @@ class OutputBuilder:
         value: bytes | None,
         headers: list[tuple[str, bytes]],
         source: SourcePosition,
-        error: RejectedInput,
+        *,
+        code: str,
+        detail: str,
     ) -> Output:
         """The rejected record as received, with the reason in its headers (CONTRACT §11)."""
         out_headers = dead_letter_headers(
             headers,
-            code=error.code,
-            detail=error.detail,
+            code=code,
+            detail=detail,
             source=source,
             service=SOURCE,
             value_is_json=_is_json(value),
@@ -88,8 +114,10 @@ class OutputBuilder:
 
 
 def _is_json(value: bytes | None) -> bool:
+    if value is None:
+        return False
     try:
-        decode_json_object(value)
-    except InvalidJson:
+        json.loads(value)
+    except ValueError:
         return False
     return True

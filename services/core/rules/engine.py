@@ -78,6 +78,10 @@ class NodeEngine:
             return node.incident.deadline
         if node.life == "crashed" and node.removal_at is not None:
             return node.removal_at
+        return self._silence_due(node)
+
+    def _silence_due(self, node: NodeState) -> int | None:
+        """R4: when a running, heartbeating node's silence becomes an incident."""
         h = self.settings.heartbeat_timeout_ms
         silent_watch = node.heartbeating and not node.planned_shutdown
         if node.life == "running" and h > 0 and silent_watch and node.last_liveness_at:
@@ -91,11 +95,12 @@ class NodeEngine:
         if node.last_liveness_at is not None and t < node.last_liveness_at:
             detail = f"stamped {t}, before the node's latest liveness event {node.last_liveness_at}"
             return [Reject(item, StaleEvent.code, detail)]
+        out = self._silence_proved(node, t)
         if self._must_hold(node, item):
             node.held.append(item.to_row())
-            return []
+            return out
         node.last_liveness_at = t
-        out = self._describe(node, item)
+        out += self._describe(node, item)
         if item.event == "mediaNodeStatusChanged":
             out.append(Emit("cdr", node.id, item.payload, node.id))
         if node.incident is not None:
@@ -105,6 +110,14 @@ class NodeEngine:
         if node.life == "removed":
             return out + self._after_removal(node, item)
         return out + self._running(node, item)
+
+    def _silence_proved(self, node: NodeState, t: int) -> list[Output]:
+        """R4 under R8: the node's liveness is in order, so an event stamped after the silence
+        deadline proves the silence whether or not a watermark passed it yet: open it first."""
+        due = self._silence_due(node)
+        if due is None or t < due:
+            return []
+        return self._open(node, due, "silent")
 
     def _must_hold(self, node: NodeState, item: Input) -> bool:
         if node.incident is not None:
@@ -164,9 +177,7 @@ class NodeEngine:
             return []
         node.life, node.crash, node.removal_at = "running", None, None
         node.planned_shutdown = False
-        incident_id = crash.incident_id if crash else None
-        body = bodies.node_recovered(node, item.timestamp)
-        return [Emit("cdr", node.id, body, node.id, incident_id)]
+        return [Emit("cdr", node.id, bodies.node_recovered(node, item.timestamp), node.id)]
 
     def _after_removal(self, node: NodeState, item: Input) -> list[Output]:
         if item.event == "nodeConnected":  # R6: a new life, no nodeRecovered

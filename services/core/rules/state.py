@@ -75,6 +75,8 @@ class NodeState:
     liveness_partition: int | None = None
     liveness_offset: int = -1
     heartbeats_in_incident: int = 0
+    #: The adapter's partition for this node (the rules ignore it).
+    home_partition: int | None = None
 
     def to_row(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,86 @@
+"""Event-time progress (CONTRACT §5 R8), carried in-band through the internal topic.
+
+Every tick each router writes one *mark* to every internal partition: for each input partition
+it owns, the event time below which everything has been forwarded — the highest timestamp it
+forwarded, or the wall time at which it had read up to the end offset, minus the allowed
+lateness. Because a mark follows, on its partition, every record forwarded before it, the node
+agent may decide a deadline once the lowest mark that concerns the node has passed it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "MARK_KIND",
+    "PartitionProgress",
+    "Watermarks",
+    "decode_mark",
+    "encode_mark",
+    "source_key",
+]
+
+MARK_KIND = "mark"
+
+
+def source_key(role: str, partition: int) -> str:
+    """``L3`` is liveness partition 3, ``S7`` sessions partition 7."""
+    return f"{role[0].upper()}{partition}"
+
+
+def encode_mark(marks: Mapping[str, int]) -> bytes:
+    return json.dumps({"kind": MARK_KIND, "marks": dict(marks)}, separators=(",", ":")).encode()
+
+
+def decode_mark(doc: Mapping[str, object]) -> dict[str, int]:
+    marks = doc["marks"]
+    assert isinstance(marks, dict)
+    return {str(k): int(v) for k, v in marks.items()}
+
+
+@dataclass(slots=True)
+class PartitionProgress:
+    """What a router knows of one input partition it owns (in memory; rebuilt after a rebalance)."""
+
+    next_offset: int
+    max_timestamp: int | None = None
+
+    def forwarded(self, offset: int, timestamp: int | None) -> None:
+        self.next_offset = max(self.next_offset, offset + 1)
+        if timestamp is not None and (self.max_timestamp is None or timestamp > self.max_timestamp):
+            self.max_timestamp = timestamp
+
+    def mark(self, end_offset: int, wall_ms: int, lateness_ms: int) -> int | None:
+        """The event time below which this partition has delivered everything, if known."""
+        candidates = []
+        if self.max_timestamp is not None:
+            candidates.append(self.max_timestamp - lateness_ms)
+        if self.next_offset >= end_offset:
+            candidates.append(wall_ms - lateness_ms)
+        return max(candidates) if candidates else None
+
+
+@dataclass(slots=True)
+class Watermarks:
+    """The node agent's view, per internal partition: the latest mark of every input partition."""
+
+    session_partitions: int
+    marks: dict[str, int] = field(default_factory=dict)
+
+    def update(self, marks: Mapping[str, int]) -> None:
+        for key, value in marks.items():
+            if value > self.marks.get(key, value - 1):
+                self.marks[key] = value
+
+    def for_node(self, liveness_partition: int | None) -> int | None:
+        """min(mark of the node's liveness partition, marks of every sessions partition)."""
+        if liveness_partition is None:
+            return None
+        keys = [source_key("liveness", liveness_partition)]
+        keys += [source_key("sessions", p) for p in range(self.session_partitions)]
+        values = [self.marks.get(k) for k in keys]
+        if any(v is None for v in values):
+            return None
+        return min(v for v in values if v is not None)

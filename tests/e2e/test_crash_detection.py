@@ -1,0 +1,267 @@
+"""The crash detector on a real broker (CONTRACT §5–§9), driven from outside.
+
+Timestamps are taken from the wall clock, so deadlines fall due while the detector runs and the
+event-time rules are exercised the way production exercises them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.config import KafkaSettings
+from services.ops.tail import TailedRecord, read_topic
+from services.topics import ensure_topics
+from tests.support.cluster import ClusterScript
+from tests.support.kafka import body, collect, event_is, headers_of, produce
+from tests.support.services import Deployment, new_deployment, running_service
+
+GRACE = 3000
+ROLES = ("liveness", "sessions", "cdr", "nodes", "notifications", "deadletter")
+
+
+def _settings(d: Deployment) -> KafkaSettings:
+    return KafkaSettings(
+        kafka_bootstrap=d.bootstrap,
+        partitions=d.partitions,
+        **{f"topic_{role}": d.topic(role) for role in ROLES},
+    )
+
+
+def _deploy(kafka_bootstrap: str, tmp_path: Path) -> Deployment:
+    d = new_deployment(kafka_bootstrap, tmp_path)
+    asyncio.run(ensure_topics(_settings(d)))
+    return d
+
+
+def _send(d: Deployment, script: ClusterScript) -> None:
+    topics = {"liveness": d.topic("liveness"), "sessions": d.topic("sessions")}
+    asyncio.run(produce(d.bootstrap, script.encoded(topics)))
+
+
+def _cdr(d: Deployment, count: int, predicate: object = None, timeout: float = 90) -> list:  # type: ignore[type-arg]
+    kwargs = {"predicate": predicate} if predicate is not None else {}
+    return asyncio.run(
+        collect(d.bootstrap, d.topic("cdr"), count=count, timeout_s=timeout, **kwargs)
+    )  # type: ignore[arg-type]
+
+
+def _all(d: Deployment, role: str) -> list[TailedRecord]:
+    """Everything on a topic now: read up to the end offsets it had when asked."""
+
+    async def read() -> list[TailedRecord]:
+        return [r async for r in read_topic(d.bootstrap, d.topic(role))]
+
+    return asyncio.run(read())
+
+
+def _crash_of(node: str, disconnected_at: int | None = None):  # type: ignore[no-untyped-def]
+    def check(record) -> bool:  # type: ignore[no-untyped-def]
+        b = body(record)
+        return (
+            b.get("event") == "nodeCrashed"
+            and b["id"] == node
+            and (disconnected_at is None or b["timeOfDisconnection"] == disconnected_at)
+        )
+
+    return check
+
+
+def _two_sessions(node: str, t: int, tag: str) -> ClusterScript:
+    """Session A: two participants publishing and subscribing to each other, an INDIVIDUAL
+    recording and a broadcast; session B: three participants."""
+    a, b = f"ses_A{tag}", f"ses_B{tag}"
+    s = ClusterScript().liveness("nodeConnected", node, t - 2000, ip="10.0.0.7", clusterId="C1")
+    s.create(a, node, t - 1900).join(a, "con_A1", t - 1800).join(a, "con_A2", t - 1700)
+    s.publish(a, "con_A1", t - 1600).publish(a, "con_A2", t - 1500)
+    s.subscribe(a, "con_A2", "con_A1", t - 1400).subscribe(a, "con_A1", "con_A2", t - 1300)
+    s.record(a, t - 1200).broadcast(a, t - 1100)
+    s.create(b, node, t - 1000).join(b, "con_B1", t - 900).join(b, "con_B2", t - 800)
+    s.join(b, "con_B3", t - 700)
+    return s
+
+
+@pytest.fixture(scope="module")
+def live(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """One detector for the scenarios that only need it running."""
+    d = _deploy(kafka_bootstrap, tmp_path_factory.mktemp("live"))
+    with running_service(d, "detector"):
+        yield d
+
+
+def test_reconnection_inside_grace_is_a_blip(live: Deployment) -> None:
+    node, t = "media_blip", int(time.time() * 1000) + 500
+    script = _two_sessions(node, t, "blip").liveness("nodeDisconnected", node, t)
+    script.liveness("nodeConnected", node, t + GRACE - 200)
+    # a witness: the same node crashes later, so its partition has passed the first deadline
+    script.liveness("nodeDisconnected", node, t + GRACE + 1000)
+    _send(live, script)
+    witness = _cdr(live, 1, _crash_of(node))
+    assert body(witness[0])["timeOfDisconnection"] == t + GRACE + 1000
+    facts = [body(r) for r in _all(live, "nodes") if body(r)["id"] == node]
+    closed = [f for f in facts if f["event"] == "incidentClosed"]
+    assert [(f["incidentId"], f["outcome"]) for f in closed] == [
+        (f"{node}_{t}", "reconnected"),
+        (f"{node}_{t + GRACE + 1000}", "crashed"),
+    ]
+    crashes = [r for r in _all(live, "cdr") if _crash_of(node)(r)]
+    assert len(crashes) == 1
+
+
+def test_crash_after_grace_writes_the_full_cascade(live: Deployment) -> None:
+    node, t = "media_crash", int(time.time() * 1000) + 500
+    script = _two_sessions(node, t, "crash").liveness("nodeDisconnected", node, t)
+    script.liveness("nodeConnected", node, t + GRACE + 200)
+    _send(live, script)
+    _cdr(live, 1, lambda r: body(r).get("event") == "nodeRecovered" and body(r)["id"] == node)
+    records = [r for r in _all(live, "cdr") if headers_of(r).get("ce_medianodeid") == node]
+    deadline = t + GRACE
+    crash_index = next(i for i, r in enumerate(records) if _crash_of(node)(r))
+    crash = body(records[crash_index])
+    assert crash["timestamp"] == deadline
+    assert crash["timeOfDisconnection"] == t
+    assert crash["sessionIds"] == ["ses_Acrash", "ses_Bcrash"]
+    assert crash["recordingIds"] == ["ses_Acrash"]
+    assert crash["broadcasts"] == ["ses_Acrash"]
+    assert (crash["ip"], crash["clusterId"], crash["environmentId"]) == ("10.0.0.7", "C1", None)
+    incident = f"{node}_{t}"
+    cascade = [r for r in records if headers_of(r).get("ce_incidentid") == incident]
+    by_session: dict[str, list[tuple[str, ...]]] = {}
+    for r in cascade:
+        b = body(r)
+        assert b["timestamp"] == deadline
+        if b["event"] in ("nodeCrashed", "nodeRecovered"):
+            continue
+        assert b["reason"] == "nodeCrashed"
+        assert r.key == b["sessionId"].encode()
+        by_session.setdefault(b["sessionId"], []).append(
+            tuple(str(b.get(k)) for k in ("event", "connectionId", "connection", "receivingFrom"))
+        )
+    assert by_session["ses_Acrash"] == [
+        ("webrtcConnectionDestroyed", "con_A2", "INBOUND", "con_A1"),
+        ("webrtcConnectionDestroyed", "con_A1", "INBOUND", "con_A2"),
+        ("webrtcConnectionDestroyed", "con_A1", "OUTBOUND", "None"),
+        ("participantLeft", "con_A1", "None", "None"),
+        ("webrtcConnectionDestroyed", "con_A2", "OUTBOUND", "None"),
+        ("participantLeft", "con_A2", "None", "None"),
+        ("recordingStatusChanged", "None", "None", "None"),
+        ("broadcastStopped", "None", "None", "None"),
+        ("sessionDestroyed", "None", "None", "None"),
+    ]
+    assert by_session["ses_Bcrash"] == [
+        ("participantLeft", "con_B1", "None", "None"),
+        ("participantLeft", "con_B2", "None", "None"),
+        ("participantLeft", "con_B3", "None", "None"),
+        ("sessionDestroyed", "None", "None", "None"),
+    ]
+    destroyed = next(body(r) for r in cascade if body(r)["event"] == "sessionDestroyed")
+    assert destroyed["startTime"] == t - 1900
+    assert destroyed["duration"] == (deadline - (t - 1900)) // 1000
+    recovered = next(body(r) for r in records if body(r)["event"] == "nodeRecovered")
+    assert recovered["timestamp"] == t + GRACE + 200
+    notices = [
+        body(r) for r in _all(live, "notifications") if body(r)["sessionId"].endswith("crash")
+    ]
+    assert sorted(n["connectionId"] for n in notices) == [
+        "con_A1",
+        "con_A2",
+        "con_B1",
+        "con_B2",
+        "con_B3",
+    ]
+    assert all(n["reason"] == "nodeCrashed" and n["timestamp"] == deadline for n in notices)
+
+
+def test_removal_after_reconnection_timeout_and_no_recovery(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    d = _deploy(kafka_bootstrap, tmp_path)
+    node, t = "media_removed", int(time.time() * 1000) + 500
+    script = ClusterScript().liveness("nodeConnected", node, t - 1000)
+    script.create("ses_R", node, t - 900).liveness("nodeDisconnected", node, t)
+    script.liveness("nodeConnected", node, t + GRACE + 500)
+    # a witness: the new life's disconnection opens an incident, so the reconnection was applied
+    script.liveness("nodeDisconnected", node, t + GRACE + 600)
+    with running_service(d, "detector", MEDIACDR_RECONNECTION_TIMEOUT_S="3"):
+        _send(d, script)
+        opened = asyncio.run(
+            collect(
+                d.bootstrap,
+                d.topic("nodes"),
+                count=2,
+                timeout_s=90,
+                predicate=event_is("incidentOpened"),
+            )
+        )
+        facts = [r for r in _all(d, "nodes") if body(r)["event"] == "nodeRemoved"]
+    assert [body(r)["timeOfDisconnection"] for r in opened] == [t, t + GRACE + 600]
+    assert body(facts[0])["timestamp"] == t + GRACE
+    cdr = [body(r) for r in _all(d, "cdr")]
+    events = [b["event"] for b in cdr]
+    assert events.count("nodeCrashed") == 1
+    assert "nodeRecovered" not in events
+    statuses = [
+        (b["oldStatus"], b["newStatus"]) for b in cdr if b["event"] == "mediaNodeStatusChanged"
+    ]
+    assert statuses == [("running", "terminating"), ("terminating", "terminated")]
+    assert all("reason" not in b for b in cdr if b["event"] == "mediaNodeStatusChanged")
+    assert events.index("sessionDestroyed") < events.index("mediaNodeStatusChanged")
+
+
+def test_kill_9_between_disconnection_and_deadline(kafka_bootstrap: str, tmp_path: Path) -> None:
+    d = _deploy(kafka_bootstrap, tmp_path)
+    node, t = "media_kill", int(time.time() * 1000) + 2000
+    script = _two_sessions(node, t, "kill").liveness("nodeDisconnected", node, t)
+    with running_service(d, "detector", log_name="detector-1") as first:
+        _send(d, script)
+        asyncio.run(
+            collect(
+                d.bootstrap,
+                d.topic("nodes"),
+                count=1,
+                timeout_s=90,
+                predicate=event_is("incidentOpened"),
+            )
+        )
+        assert not [r for r in _all(d, "cdr") if _crash_of(node)(r)], "decided before the deadline"
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    with running_service(d, "detector", log_name="detector-2"):
+        _cdr(d, 2, event_is("sessionDestroyed"))
+    cdr = [body(r) for r in _all(d, "cdr")]
+    assert [b["event"] for b in cdr].count("nodeCrashed") == 1
+    left = [b["connectionId"] for b in cdr if b["event"] == "participantLeft"]
+    assert sorted(set(left)) == sorted(left) == ["con_A1", "con_A2", "con_B1", "con_B2", "con_B3"]
+
+
+def test_restart_after_downtime_decides_from_the_log(kafka_bootstrap: str, tmp_path: Path) -> None:
+    d = _deploy(kafka_bootstrap, tmp_path)
+    t = int(time.time() * 1000) - 20_000
+    script = ClusterScript()
+    script.liveness("nodeConnected", "media_A", t - 1000).liveness(
+        "nodeConnected", "media_B", t - 1000
+    )
+    script.create("ses_onA", "media_A", t - 500).create("ses_onB", "media_B", t - 500)
+    script.liveness("nodeDisconnected", "media_A", t).liveness("nodeDisconnected", "media_B", t)
+    script.liveness("nodeConnected", "media_A", t + 1000)
+    _send(d, script)  # no detector is running
+    with running_service(d, "detector"):
+        _cdr(d, 1, _crash_of("media_B"))
+        asyncio.run(
+            collect(
+                d.bootstrap,
+                d.topic("nodes"),
+                count=1,
+                timeout_s=60,
+                predicate=lambda r: body(r).get("outcome") == "reconnected",
+            )
+        )
+    cdr = [body(r) for r in _all(d, "cdr")]
+    assert [b["id"] for b in cdr if b["event"] == "nodeCrashed"] == ["media_B"]
+    assert [b["sessionId"] for b in cdr if b["event"] == "sessionDestroyed"] == ["ses_onB"]
