@@ -17,6 +17,7 @@ commits offsets, so processing is at-least-once and every output has a determini
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -35,6 +36,7 @@ from services.detector.marks import (
     encode_mark,
     source_key,
 )
+from services.detector.offsets import EndOffsets
 from services.detector.output import Output as Record
 from services.detector.output import OutputBuilder
 from services.detector.routing import route_session
@@ -44,6 +46,7 @@ from services.detector.table_store import TableRulesStore
 __all__ = ["INTERNAL_TOPIC_SUFFIX", "build_app"]
 
 INTERNAL_TOPIC_SUFFIX = "nodeevents"
+log = logging.getLogger(__name__)
 MARK_INTERVAL_S = 0.05
 
 
@@ -102,7 +105,8 @@ class Detector:
         app.agent(self.liveness, name="route-liveness")(self._route_agent("liveness"))
         app.agent(self.sessions, name="route-sessions")(self._route_agent("session"))
         app.agent(self.internal, name="nodes")(self._node_agent)
-        app.timer(MARK_INTERVAL_S)(self._send_marks)
+        app.timer(MARK_INTERVAL_S)(self._tick)
+        self.end_offsets = EndOffsets(s.kafka_bootstrap)
 
     def _raw_topic(self, name: str, **kwargs: Any) -> Any:
         return self.app.topic(
@@ -173,21 +177,29 @@ class Detector:
 
     def _progress(self, event: Any) -> PartitionProgress:
         self._reset_progress_after_rebalance()
-        tp = event.message.tp
-        if tp not in self.progress:
-            self.progress[tp] = PartitionProgress(self._committed(tp))
-        return self.progress[tp]
+        return self.progress.setdefault(event.message.tp, PartitionProgress())
 
     def _reset_progress_after_rebalance(self) -> None:
+        """Forget partitions this worker no longer owns; keep what it tracked of the others
+        (Faust need not re-deliver records it already handed to the agent)."""
         generation = self.app.consumer_generation_id
         if generation != self.progress_generation:
             self.progress_generation = generation
-            self.progress = {}
+            owned = self.app.consumer.assignment()
+            self.progress = {tp: p for tp, p in self.progress.items() if tp in owned}
 
     def _committed(self, tp: Any) -> int:
-        """Where this worker started reading ``tp`` (Faust keeps no public accessor for it)."""
+        """Where this worker resumes reading ``tp`` (Faust keeps no public accessor for it);
+        read at every tick, as it changes when a rebalance seeks to the committed offset."""
         committed = getattr(self.app.consumer, "_committed_offset", {}).get(tp)
         return int(committed) if committed is not None else 0
+
+    async def _tick(self) -> None:
+        """Faust drops a timer's exception silently; say it, and try again next tick."""
+        try:
+            await self._send_marks()
+        except Exception:
+            log.exception("sending event-time marks failed; retrying at the next tick")
 
     async def _send_marks(self) -> None:
         consumer = self.app.consumer
@@ -197,13 +209,13 @@ class Detector:
             return
         self._reset_progress_after_rebalance()
         wall_ms = int(time.time() * 1000)
-        ends = await consumer.highwaters(*owned)
+        ends = await self.end_offsets.fetch((tp.topic, tp.partition) for tp in owned)
         marks: dict[str, int] = {}
         for tp in owned:
-            progress = self.progress.get(tp) or self.progress.setdefault(
-                tp, PartitionProgress(self._committed(tp))
-            )
-            mark = progress.mark(int(ends.get(tp, 0)), wall_ms, self.settings.allowed_lateness_ms)
+            progress = self.progress.setdefault(tp, PartitionProgress())
+            end = ends.get((tp.topic, tp.partition), 0)
+            lateness = self.settings.allowed_lateness_ms
+            mark = progress.mark(self._committed(tp), end, wall_ms, lateness)
             if mark is not None:
                 marks[source_key(roles[tp.topic], tp.partition)] = mark
         value = encode_mark(marks)

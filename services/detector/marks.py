@@ -44,7 +44,7 @@ def decode_mark(doc: Mapping[str, object]) -> dict[str, int]:
 class PartitionProgress:
     """What a router knows of one input partition it owns (in memory; rebuilt after a rebalance)."""
 
-    next_offset: int
+    next_offset: int = 0
     max_timestamp: int | None = None
 
     def forwarded(self, offset: int, timestamp: int | None) -> None:
@@ -52,12 +52,16 @@ class PartitionProgress:
         if timestamp is not None and (self.max_timestamp is None or timestamp > self.max_timestamp):
             self.max_timestamp = timestamp
 
-    def mark(self, end_offset: int, wall_ms: int, lateness_ms: int) -> int | None:
-        """The event time below which this partition has delivered everything, if known."""
+    def mark(self, committed: int, end_offset: int, wall_ms: int, lateness_ms: int) -> int | None:
+        """The event time below which this partition has delivered everything, if known.
+
+        ``committed`` is where the worker resumed reading: records before it were handled
+        (by this worker or a previous owner) before the last commit.
+        """
         candidates = []
         if self.max_timestamp is not None:
             candidates.append(self.max_timestamp - lateness_ms)
-        if self.next_offset >= end_offset:
+        if max(self.next_offset, committed) >= end_offset:
             candidates.append(wall_ms - lateness_ms)
         return max(candidates) if candidates else None
 

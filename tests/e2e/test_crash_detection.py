@@ -102,14 +102,23 @@ def test_reconnection_inside_grace_is_a_blip(live: Deployment) -> None:
     # a witness: the same node crashes later, so its partition has passed the first deadline
     script.liveness("nodeDisconnected", node, t + GRACE + 1000)
     _send(live, script)
-    witness = _cdr(live, 1, _crash_of(node))
-    assert body(witness[0])["timeOfDisconnection"] == t + GRACE + 1000
+    witness = asyncio.run(
+        collect(
+            live.bootstrap,
+            live.topic("nodes"),
+            count=1,
+            timeout_s=90,
+            predicate=lambda r: body(r).get("outcome") == "crashed" and body(r)["id"] == node,
+        )
+    )
+    assert body(witness[0])["incidentId"] == f"{node}_{t + GRACE + 1000}"
     facts = [body(r) for r in _all(live, "nodes") if body(r)["id"] == node]
     closed = [f for f in facts if f["event"] == "incidentClosed"]
     assert [(f["incidentId"], f["outcome"]) for f in closed] == [
         (f"{node}_{t}", "reconnected"),
         (f"{node}_{t + GRACE + 1000}", "crashed"),
     ]
+    _cdr(live, 1, _crash_of(node))
     crashes = [r for r in _all(live, "cdr") if _crash_of(node)(r)]
     assert len(crashes) == 1
 
@@ -120,6 +129,16 @@ def test_crash_after_grace_writes_the_full_cascade(live: Deployment) -> None:
     script.liveness("nodeConnected", node, t + GRACE + 200)
     _send(live, script)
     _cdr(live, 1, lambda r: body(r).get("event") == "nodeRecovered" and body(r)["id"] == node)
+    _cdr(live, 2, lambda r: body(r).get("event") == "sessionDestroyed" and r.key.endswith(b"crash"))
+    asyncio.run(
+        collect(
+            live.bootstrap,
+            live.topic("notifications"),
+            count=5,
+            timeout_s=30,
+            predicate=lambda r: body(r)["sessionId"].endswith("crash"),
+        )
+    )
     records = [r for r in _all(live, "cdr") if headers_of(r).get("ce_medianodeid") == node]
     deadline = t + GRACE
     crash_index = next(i for i, r in enumerate(records) if _crash_of(node)(r))
@@ -265,3 +284,45 @@ def test_restart_after_downtime_decides_from_the_log(kafka_bootstrap: str, tmp_p
     cdr = [body(r) for r in _all(d, "cdr")]
     assert [b["id"] for b in cdr if b["event"] == "nodeCrashed"] == ["media_B"]
     assert [b["sessionId"] for b in cdr if b["event"] == "sessionDestroyed"] == ["ses_onB"]
+
+
+def test_two_workers_and_a_rebalance_decide_each_crash_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    d = _deploy(kafka_bootstrap, tmp_path)
+    t = int(time.time() * 1000) + 12_000
+    nodes = [f"media_w{i}" for i in range(6)]
+    script = ClusterScript()
+    for i, node in enumerate(nodes):
+        script.liveness("nodeConnected", node, t - 5000)
+        script.create(f"ses_w{i}", node, t - 4000).join(f"ses_w{i}", f"con_w{i}", t - 3000)
+        script.liveness("nodeDisconnected", node, t)
+    with running_service(d, "detector", log_name="worker-1"):
+        _send(d, script)
+        asyncio.run(
+            collect(
+                d.bootstrap,
+                d.topic("nodes"),
+                count=len(nodes),
+                timeout_s=90,
+                predicate=event_is("incidentOpened"),
+            )
+        )
+        second_dir = str(d.workdir / "worker-2")
+        with running_service(
+            d, "detector", log_name="worker-2", MEDIACDR_DETECTOR_DATA_DIR=second_dir
+        ):
+            crashes = _cdr(d, len(nodes), event_is("nodeCrashed"), timeout=120)
+            _cdr(d, len(nodes), event_is("sessionDestroyed"), timeout=60)
+    cdr = _all(d, "cdr")
+    decided = {
+        headers_of(r)["ce_id"]: body(r)["id"] for r in cdr if body(r)["event"] == "nodeCrashed"
+    }
+    assert sorted(decided.values()) == nodes
+    assert {body(r)["id"] for r in crashes} == set(nodes)
+    destroyed = {
+        headers_of(r)["ce_id"]: body(r)["sessionId"]
+        for r in cdr
+        if body(r)["event"] == "sessionDestroyed"
+    }
+    assert sorted(destroyed.values()) == sorted(f"ses_w{i}" for i in range(6))

@@ -57,6 +57,8 @@ class NodeEngine:
         node.liveness_partition = item.source_partition
         node.liveness_offset = item.source_offset
         out = self._liveness(node, item)
+        if node.held and node.incident is None and node.life == "running":
+            out += self._release(node)  # a sign of life settles what a possible silence held
         return self._save(node, out)
 
     def on_session(self, node_id: str, item: Input) -> list[Output]:
@@ -122,8 +124,17 @@ class NodeEngine:
     def _must_hold(self, node: NodeState, item: Input) -> bool:
         if node.incident is not None:
             return item.timestamp >= node.incident.deadline
-        pending_removal = node.life == "crashed" and node.removal_at is not None
-        return item.kind == "liveness" and pending_removal and item.timestamp >= node.removal_at  # type: ignore[operator]
+        silence = self._silence_due(node)
+        if silence is not None and item.kind == "session":
+            # R8: a silence incident may still open at `silence`; its deadline is not known
+            # to be passed until the watermark or a liveness event says so.
+            return item.timestamp >= silence + self.settings.grace_ms
+        if node.life != "crashed" or node.removal_at is None:
+            return False
+        # Liveness from the removal on waits for it; so does session input that an incident
+        # opened by such liveness could close (stamped at least a grace window later).
+        grace = 0 if item.kind == "liveness" else self.settings.grace_ms
+        return item.timestamp >= node.removal_at + grace
 
     def _running(self, node: NodeState, item: Input) -> list[Output]:
         event, t = item.event, item.timestamp
