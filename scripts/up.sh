@@ -26,12 +26,20 @@ start_service() {  # name, then the command
 echo "==> services"
 start_service detector $BIN/mediacdr detector --loglevel INFO
 
+START=$(date +%s%3N)
 echo "==> sample events"
 $BIN/mediacdr samples
 
-echo "==> waiting for the detector to copy the sample session to mediacdr.cdr"
-$BIN/mediacdr wait-for mediacdr.cdr --event participantJoined --timeout 120
-$BIN/mediacdr wait-for mediacdr.deadletter --count 3 --timeout 60
+echo "==> waiting for the crash of media_sample-crash (grace 3 s) and the dead letters"
+$BIN/mediacdr wait-for mediacdr.cdr --event sessionDestroyed --since "$START" --timeout 120
+$BIN/mediacdr wait-for mediacdr.notifications --count 2 --since "$START" --timeout 30
+$BIN/mediacdr wait-for mediacdr.deadletter --count 3 --since "$START" --timeout 60
+echo "==> the CDR (mediacdr.cdr): copies, then nodeCrashed and its cascade"
+$BIN/mediacdr tail mediacdr.cdr --brief
+echo "==> node facts (mediacdr.nodes): the blip is only here"
+$BIN/mediacdr tail mediacdr.nodes --brief
+echo "==> client notices (mediacdr.notifications)"
+$BIN/mediacdr tail mediacdr.notifications --brief
 
 cat <<TXT
 
@@ -40,6 +48,7 @@ mediacdr is up.
   detector    log: var/detector.log
 Look at:
   .venv/bin/mediacdr tail mediacdr.cdr          # CDR records with their ce_* headers
+  .venv/bin/mediacdr tail mediacdr.nodes        # incidents: the blip and the crash
   .venv/bin/mediacdr tail mediacdr.deadletter   # rejected input with its error header
 Stop everything with: make down
 TXT

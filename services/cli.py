@@ -48,18 +48,15 @@ def topics_create() -> None:
 
 @main.command()
 @click.argument("topic")
-def tail(topic: str) -> None:
+@click.option("--brief", is_flag=True, help="One line per record: event, key, incident.")
+def tail(topic: str, brief: bool) -> None:
     """Print every record now on TOPIC with its key and headers, then exit."""
-    from services.ops.tail import read_topic
+    from services.ops.tail import describe, read_topic
 
     async def run() -> int:
         count = 0
-        async for r in read_topic(KafkaSettings().kafka_bootstrap, topic):
-            headers = {k: v.decode("utf-8", "replace") for k, v in r.headers}
-            key = r.key.decode("utf-8", "replace") if r.key is not None else None
-            value = r.value.decode("utf-8", "replace") if r.value is not None else None
-            click.echo(f"[{r.partition}:{r.offset}] key={key} value={value}")
-            click.echo(f"    headers={json.dumps(headers)}")
+        async for record in read_topic(KafkaSettings().kafka_bootstrap, topic):
+            click.echo(describe(record, brief=brief))
             count += 1
         return count
 
@@ -68,7 +65,7 @@ def tail(topic: str) -> None:
 
 @main.command()
 def samples() -> None:
-    """Put a few sample records (good and bad) on the input topics."""
+    """Play the sample story (two nodes, a blip, a crash, bad input) on the input topics."""
     from services.simulator.feed import feed_samples
 
     settings = KafkaSettings()
@@ -83,11 +80,14 @@ def samples() -> None:
 )
 @click.option("--count", default=1, show_default=True)
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds.")
-def wait_for(topic: str, event_name: str | None, count: int, timeout: float) -> None:
+@click.option("--since", default=0, help="Only records stamped at or after this epoch ms.")
+def wait_for(topic: str, event_name: str | None, count: int, timeout: float, since: int) -> None:
     """Wait until COUNT records (of EVENT) are on TOPIC; exit 1 on timeout."""
     from services.ops.tail import TailedRecord, collect
 
     def matches(record: TailedRecord) -> bool:
+        if record.timestamp_ms < since:
+            return False
         if event_name is None:
             return True
         try:

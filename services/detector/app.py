@@ -36,7 +36,7 @@ from services.detector.marks import (
     encode_mark,
     source_key,
 )
-from services.detector.offsets import EndOffsets
+from services.detector.offsets import BrokerOffsets
 from services.detector.output import Output as Record
 from services.detector.output import OutputBuilder
 from services.detector.routing import route_session
@@ -101,12 +101,14 @@ class Detector:
         self.progress: dict[Any, PartitionProgress] = {}
         self.progress_generation: int | None = None
         self.watermarks: dict[int, Watermarks] = {}
-        self.timer_generation: dict[int, int] = {}
+        self.restored = 0  # bumped when Faust finishes restoring tables after a rebalance
+        self.timers_built: dict[int, int] = {}
+        app.on_rebalance_complete.connect(self._on_tables_restored)  # type: ignore[arg-type]
         app.agent(self.liveness, name="route-liveness")(self._route_agent("liveness"))
         app.agent(self.sessions, name="route-sessions")(self._route_agent("session"))
         app.agent(self.internal, name="nodes")(self._node_agent)
         app.timer(MARK_INTERVAL_S)(self._tick)
-        self.end_offsets = EndOffsets(s.kafka_bootstrap)
+        self.offsets = BrokerOffsets(s.kafka_bootstrap, s.detector_app_id)
 
     def _raw_topic(self, name: str, **kwargs: Any) -> Any:
         return self.app.topic(
@@ -188,12 +190,6 @@ class Detector:
             owned = self.app.consumer.assignment()
             self.progress = {tp: p for tp, p in self.progress.items() if tp in owned}
 
-    def _committed(self, tp: Any) -> int:
-        """Where this worker resumes reading ``tp`` (Faust keeps no public accessor for it);
-        read at every tick, as it changes when a rebalance seeks to the committed offset."""
-        committed = getattr(self.app.consumer, "_committed_offset", {}).get(tp)
-        return int(committed) if committed is not None else 0
-
     async def _tick(self) -> None:
         """Faust drops a timer's exception silently; say it, and try again next tick."""
         try:
@@ -209,13 +205,15 @@ class Detector:
             return
         self._reset_progress_after_rebalance()
         wall_ms = int(time.time() * 1000)
-        ends = await self.end_offsets.fetch((tp.topic, tp.partition) for tp in owned)
+        ends = await self.offsets.ends((tp.topic, tp.partition) for tp in owned)
         marks: dict[str, int] = {}
         for tp in owned:
             progress = self.progress.setdefault(tp, PartitionProgress())
             end = ends.get((tp.topic, tp.partition), 0)
-            lateness = self.settings.allowed_lateness_ms
-            mark = progress.mark(self._committed(tp), end, wall_ms, lateness)
+            committed = 0
+            if progress.next_offset < end:  # resumed from a commit, or still reading
+                committed = await self.offsets.committed((tp.topic, tp.partition))
+            mark = progress.mark(committed, end, wall_ms, self.settings.allowed_lateness_ms)
             if mark is not None:
                 marks[source_key(roles[tp.topic], tp.partition)] = mark
         value = encode_mark(marks)
@@ -260,10 +258,16 @@ class Detector:
             if watermark is not None and due <= watermark:
                 await self._commit(self.engine.advance(node_id, watermark))
 
+    async def _on_tables_restored(
+        self, sender: Any, *args: Any, signal: Any, **kwargs: Any
+    ) -> None:
+        self.restored += 1
+
     def _ensure_timers(self, partition: int) -> None:
-        generation = self.app.consumer_generation_id
-        if self.timer_generation.get(partition) != generation:
-            self.timer_generation[partition] = generation
+        """The pending decisions of the nodes of ``partition``, rebuilt from the restored
+        tables after every rebalance (a mark may arrive while a rebalance is under way)."""
+        if self.timers_built.get(partition) != self.restored:
+            self.timers_built[partition] = self.restored
             self.store.rebuild_timers(partition, self.engine.due)
 
     async def _commit(self, outputs: list[Output]) -> None:

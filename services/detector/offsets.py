@@ -1,8 +1,9 @@
-"""End offsets straight from the broker, for the marks.
+"""End offsets and committed offsets straight from the broker, for the marks.
 
 The Faust worker's consumer long-polls (``fetch_max_wait_ms=1500``, hard-coded), so asking it
-for end offsets waits behind a fetch; a small consumer of our own, outside any group, answers
-each tick in one round trip.
+for end offsets waits behind a fetch, and it does not reliably know the committed offset of a
+partition it was just given. A small consumer of our own, outside any group membership (it
+never subscribes), answers each tick in one round trip.
 """
 
 from __future__ import annotations
@@ -11,19 +12,28 @@ from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-__all__ = ["EndOffsets"]
+__all__ = ["BrokerOffsets"]
+
+Partition = tuple[str, int]
 
 
-class EndOffsets:
-    def __init__(self, bootstrap: str) -> None:
+class BrokerOffsets:
+    def __init__(self, bootstrap: str, group_id: str) -> None:
         self.bootstrap = bootstrap
+        self.group_id = group_id
         self._consumer: AIOKafkaConsumer | None = None
 
-    async def fetch(self, partitions: Iterable[tuple[str, int]]) -> Mapping[tuple[str, int], int]:
+    async def ends(self, partitions: Iterable[Partition]) -> Mapping[Partition, int]:
         consumer = await self._ready()
         tps = [TopicPartition(topic, partition) for topic, partition in partitions]
         ends = await consumer.end_offsets(tps)
         return {(tp.topic, tp.partition): int(offset) for tp, offset in ends.items()}
+
+    async def committed(self, partition: Partition) -> int:
+        """The group's committed offset (0 when there is none)."""
+        consumer = await self._ready()
+        offset = await consumer.committed(TopicPartition(*partition))
+        return int(offset) if offset is not None and offset >= 0 else 0
 
     async def close(self) -> None:
         if self._consumer is not None:
@@ -32,7 +42,11 @@ class EndOffsets:
 
     async def _ready(self) -> AIOKafkaConsumer:
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                group_id=self.group_id,
+                enable_auto_commit=False,
+            )
             await consumer.start()
             self._consumer = consumer
         return self._consumer

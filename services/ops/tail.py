@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-__all__ = ["TailedRecord", "collect", "read_topic"]
+__all__ = ["TailedRecord", "collect", "describe", "read_topic"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,3 +107,28 @@ async def _partitions(bootstrap: str, topic: str, deadline: float) -> list[Topic
             await asyncio.sleep(0.2)  # metadata has no change notification to await
     finally:
         await admin.close()
+
+
+def describe(record: TailedRecord, *, brief: bool = False) -> str:
+    """A human line (or two) for one record."""
+    key = record.key.decode("utf-8", "replace") if record.key is not None else None
+    value = record.value.decode("utf-8", "replace") if record.value is not None else None
+    headers = {k: v.decode("utf-8", "replace") for k, v in record.headers}
+    where = f"[{record.partition}:{record.offset}]"
+    if not brief:
+        return f"{where} key={key} value={value}\n    headers={json.dumps(headers)}"
+    try:
+        body = json.loads(value or "null")
+    except ValueError:
+        body = None
+    event = body.get("event") if isinstance(body, dict) else None
+    label = event or headers.get("error") or "?"
+    extras = [f"{k}={body[k]}" for k in _BRIEF_FIELDS if isinstance(body, dict) and k in body]
+    if "ce_incidentid" in headers:
+        extras.append(f"incident={headers['ce_incidentid']}")
+    if "error" in headers:
+        extras.append(f"error={headers['error']}")
+    return f"{where} {label:<26} key={key} {' '.join(extras)}"
+
+
+_BRIEF_FIELDS = ("connectionId", "connection", "receivingFrom", "reason", "outcome", "status")

@@ -524,3 +524,58 @@ def test_held_liveness_events_are_applied_in_arrival_order_after_the_decision() 
     out = rig.advance(NODE, DEADLINE)
     assert events(out, "cdr") == ["nodeCrashed", "nodeRecovered"]
     assert emits(out, "cdr")[1].body["timestamp"] == DEADLINE + 20
+
+
+# -- R8 with silence and removal: the outcome never depends on when the watermark moved ---------
+
+
+def silent_crash_input(rig: Rig, early: bool) -> list:
+    rig.session(NODE, session_created("ses_Alpha", T0 + 100, NODE))
+    out = rig.advance(NODE, SILENT_D) if early else []
+    return out + rig.session(NODE, participant_joined("ses_Alpha", "con_A", SILENT_DEADLINE + 1))
+
+
+@pytest.mark.parametrize("early", [True, False], ids=["watermark-first", "input-first"])
+def test_session_input_past_a_possible_silence_waits_for_the_decision(early: bool) -> None:
+    rig = heartbeating()
+    out = silent_crash_input(rig, early)
+    assert emits(out, "cdr") == []  # held: the node may be silent since LAST
+    out += rig.advance(NODE, SILENT_DEADLINE)
+    assert events(out, "cdr") == ["nodeCrashed", "sessionDestroyed"]
+    assert codes(out) == ["staleAfterCrash"]
+
+
+def test_a_sign_of_life_releases_session_input_held_for_a_possible_silence() -> None:
+    rig = heartbeating()
+    silent_crash_input(rig, early=False)
+    out = rig.liveness(node_heartbeat(NODE, LAST + 500))  # no silence after all
+    assert [(e.body["event"], e.body.get("connectionId")) for e in emits(out)] == [
+        ("participantJoined", "con_A")
+    ]
+    assert events(rig.advance(NODE, SILENT_DEADLINE + 2), "cdr") == []
+
+
+def removal_then_new_life(rig: Rig, early: bool) -> list:
+    """r = 10: crashed at D, removed at d + 10 s; it comes back, hosts a session and drops."""
+    removed_at, back = D_AT + 10_000, D_AT + 10_500
+    out = rig.advance(NODE, DEADLINE)
+    out += rig.liveness(node_connected(NODE, back))
+    out += rig.session(NODE, session_created("ses_New", back + 100, NODE))
+    out += rig.liveness(node_disconnected(NODE, back + 200))
+    if early:
+        out += rig.advance(NODE, removed_at)
+    out += rig.session(NODE, participant_joined("ses_New", "con_Late", back + 200 + GRACE_MS))
+    return out + rig.advance(NODE, FAR)
+
+
+def test_session_input_after_a_pending_removal_waits_for_the_removal() -> None:
+    runs = []
+    for early in (True, False):
+        rig = disconnected(removal(10))
+        out = removal_then_new_life(rig, early)
+        runs.append([(e.key, e.body) for e in emits(out, "cdr")])
+        assert codes(out) == ["staleAfterCrash"]
+    assert runs[0] == runs[1]
+    second_crash = [b for _, b in runs[0] if b["event"] == "nodeCrashed"][1]
+    assert second_crash["sessionIds"] == ["ses_New"]
+    assert "participantLeft" not in [b["event"] for _, b in runs[0]]

@@ -304,6 +304,37 @@ def test_a_duplicate_has_no_second_effect() -> None:
     assert cascade.count("webrtcConnectionDestroyed") == 1
 
 
+def test_re_processing_a_destroyed_and_recreated_session_writes_nothing() -> None:
+    """R9: re-processing after a restart never decides again, even when the store no longer
+    holds the sessions those records were about."""
+    rig = with_participants()
+    crashed(rig)
+    rig.liveness(node_connected(NODE, DEADLINE + 100))
+    again = DEADLINE + 5_000
+    records = [
+        Input("session", payload, SESSIONS_PARTITION, offset)
+        for offset, payload in enumerate(
+            [
+                session_created(SID, again, NODE),
+                participant_joined(SID, "con_New", again + 100),
+                session_created(SID, again + 150, NODE),  # sessionAlreadyOpen
+                participant_left(SID, "con_New", again + 200, again + 100),
+                session_destroyed(SID, again + 300, again),
+            ],
+            start=1_000,
+        )
+    ]
+    first = [out for item in records for out in rig.engine.on_session(NODE, item)]
+    assert events(first) == [
+        "sessionCreated",
+        "participantJoined",
+        "participantLeft",
+        "sessionDestroyed",
+    ]
+    assert codes(first) == ["sessionAlreadyOpen"]
+    assert [out for item in records for out in rig.engine.on_session(NODE, item)] == []
+
+
 def test_a_replayed_session_record_is_skipped() -> None:
     rig = with_session()
     item = Input("session", participant_joined(SID, ALICE, T0 + 2_000), SESSIONS_PARTITION, 500)

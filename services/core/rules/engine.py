@@ -63,6 +63,10 @@ class NodeEngine:
 
     def on_session(self, node_id: str, item: Input) -> list[Output]:
         node = self._node(node_id)
+        partition = str(item.source_partition)
+        if item.source_offset <= node.session_offsets.get(partition, -1):
+            return []  # R9: re-processed; its effect (or its dead letter) is already there
+        node.session_offsets[partition] = item.source_offset
         out = self._session(node, item)
         return self._save(node, out)
 

@@ -75,6 +75,9 @@ class NodeState:
     liveness_partition: int | None = None
     liveness_offset: int = -1
     heartbeats_in_incident: int = 0
+    #: Per sessions partition (a string: rows are JSON), the last offset routed to this node;
+    #: a node receives one partition's records in order, so anything at or below is a replay.
+    session_offsets: dict[str, int] = field(default_factory=dict)
     #: The adapter's partition for this node (the rules ignore it).
     home_partition: int | None = None
 
