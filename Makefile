@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test lint unit venv deps kafka-jars postgres status clean
+.PHONY: up down test test-rebalance lint unit venv deps kafka-jars postgres status clean
 
 ## make up: set everything up and run mediacdr locally (Kafka, detector, sample events).
 up: deps kafka-jars
@@ -23,6 +23,10 @@ lint: deps
 	$(BIN)/ruff check services tests migrations
 	$(BIN)/ruff format --check services tests migrations
 	$(BIN)/mypy
+
+## make test-rebalance: the multi-worker rebalance test, kept out of `make test` while it is flaky.
+test-rebalance: deps kafka-jars
+	$(BIN)/python -m pytest tests/e2e -m rebalance
 
 unit: deps
 	$(BIN)/python -m pytest tests/unit tests/contract

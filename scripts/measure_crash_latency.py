@@ -72,39 +72,48 @@ async def play(settings: KafkaSettings, crashes: int, spacing_ms: int) -> list[f
     tps = [TopicPartition(settings.topic_cdr, p) for p in range(settings.partitions)]
     consumer.assign(tps)
     await consumer.seek_to_end(*tps)
+    for tp in tps:  # resolve every position now, not while crashes arrive
+        await consumer.position(tp)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=0)
     await producer.start()
-    delays: list[float] = []
     try:
-        nodes = [f"media_bench{i}" for i in range(crashes)]
-        start = int(time.time() * 1000) + 2000
-        for node in nodes:  # every node is known and running first
-            await producer.send_and_wait(
-                settings.topic_liveness,
-                _event("nodeConnected", node, start - 1500),
-                key=node.encode(),
-            )
-        while int(time.time() * 1000) < start:
-            await asyncio.sleep(0.01)  # pacing the simulated cluster on the wall clock
-        for i, node in enumerate(nodes):
-            at = start + i * spacing_ms
-            while int(time.time() * 1000) < at:
-                await asyncio.sleep(0.001)
-            await producer.send_and_wait(
-                settings.topic_liveness, _event("nodeDisconnected", node, at), key=node.encode()
-            )
-        deadline = time.time() + (crashes * spacing_ms + GRACE_MS) / 1000 + 60
-        while len(delays) < crashes and time.time() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            arrived = time.time() * 1000
-            for records in batch.values():
-                for r in records:
-                    body = json.loads(r.value)
-                    if body["event"] == "nodeCrashed":
-                        delays.append(arrived - (body["timestamp"] + LATENESS_MS))
+        listening = asyncio.create_task(
+            _listen(consumer, crashes, crashes * spacing_ms / 1000 + 60)
+        )
+        await _disconnect_nodes(producer, settings, crashes, spacing_ms)
+        return await listening
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+async def _disconnect_nodes(
+    producer: AIOKafkaProducer, settings: KafkaSettings, crashes: int, spacing_ms: int
+) -> None:
+    nodes = [f"media_bench{i}" for i in range(crashes)]
+    connected_at = int(time.time() * 1000)
+    for node in nodes:  # every node is known and running first
+        event = _event("nodeConnected", node, connected_at)
+        await producer.send(settings.topic_liveness, event, key=node.encode())
+    await producer.flush()
+    for node in nodes:
+        await asyncio.sleep(spacing_ms / 1000)  # pacing the simulated cluster
+        event = _event("nodeDisconnected", node, int(time.time() * 1000))
+        await producer.send_and_wait(settings.topic_liveness, event, key=node.encode())
+
+
+async def _listen(consumer: AIOKafkaConsumer, crashes: int, timeout_s: float) -> list[float]:
+    """Runs beside the producer: each record's arrival time is taken as it is fetched."""
+    delays: list[float] = []
+    deadline = time.time() + timeout_s
+    while len(delays) < crashes and time.time() < deadline:
+        batch = await consumer.getmany(timeout_ms=100)
+        arrived = time.time() * 1000
+        for records in batch.values():
+            for r in records:
+                body = json.loads(r.value)
+                if body["event"] == "nodeCrashed":
+                    delays.append(arrived - (body["timestamp"] + LATENESS_MS))
     return delays
 
 
@@ -124,6 +133,7 @@ def main() -> None:
     parser.add_argument("--crashes", type=int, default=100)
     parser.add_argument("--spacing-ms", type=int, default=100)
     parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--keep-log", help="copy the detector's log here")
     args = parser.parse_args()
     suffix = uuid.uuid4().hex[:8]
     with broker() as bootstrap, tempfile.TemporaryDirectory() as work:
@@ -138,10 +148,14 @@ def main() -> None:
             MEDIACDR_DETECTOR_APP_ID=f"mediacdr-bench{suffix}",
             MEDIACDR_DETECTOR_DATA_DIR=str(Path(work) / "detector"),
         )
-        with detector(env, Path(work) / "detector.log"):
+        log = Path(work) / "detector.log"
+        with detector(env, log):
             delays = asyncio.run(play(settings, args.crashes, args.spacing_ms))
-    if len(delays) < args.crashes:
-        sys.exit(f"only {len(delays)} of {args.crashes} crashes were decided")
+        if args.keep_log:
+            Path(args.keep_log).write_bytes(log.read_bytes())
+        if len(delays) < args.crashes:
+            print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+            sys.exit(f"only {len(delays)} of {args.crashes} crashes were decided")
     print(f"crashes: {len(delays)}  partitions: {args.partitions}  spacing: {args.spacing_ms} ms")
     print(
         "nodeCrashed on the CDR topic − (deadline + allowed lateness), ms: "

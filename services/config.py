@@ -44,6 +44,7 @@ class DetectorSettings(KafkaSettings):
     reconnection_timeout_s: int = Field(default=-1, ge=-1)
     detector_data_dir: str = "var/detector"
     detector_app_id: str = "mediacdr"
+    detector_standby_replicas: int = Field(default=1, ge=0)
 
 
 class DatabaseSettings(_Base):

@@ -43,11 +43,16 @@ from services.detector.routing import route_session
 from services.detector.sources import raw_headers, source_of
 from services.detector.table_store import TableRulesStore
 
-__all__ = ["INTERNAL_TOPIC_SUFFIX", "build_app"]
+__all__ = ["INTERNAL_TOPIC_SUFFIX", "TABLES", "build_app", "internal_topic_name"]
 
 INTERNAL_TOPIC_SUFFIX = "nodeevents"
+TABLES = ("session-routes", "nodes", "node-sessions")
 log = logging.getLogger(__name__)
 MARK_INTERVAL_S = 0.05
+
+
+def internal_topic_name(settings: DetectorSettings) -> str:
+    return f"{settings.detector_app_id}-{INTERNAL_TOPIC_SUFFIX}"
 
 
 def build_app(settings: DetectorSettings) -> faust.App:
@@ -62,6 +67,7 @@ def build_app(settings: DetectorSettings) -> faust.App:
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        table_standby_replicas=settings.detector_standby_replicas,
         key_serializer="json",  # tables; topics below are raw bytes
         value_serializer="json",
     )
@@ -82,7 +88,7 @@ class Detector:
         self.liveness = self._raw_topic(s.topic_liveness)
         self.sessions = self._raw_topic(s.topic_sessions)
         self.internal = self._raw_topic(
-            f"{s.detector_app_id}-{INTERNAL_TOPIC_SUFFIX}", partitions=s.partitions, internal=True
+            internal_topic_name(s), partitions=s.partitions, internal=True
         )
         self.outputs = {
             name: self._raw_topic(name)

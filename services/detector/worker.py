@@ -7,16 +7,30 @@ import asyncio
 import faust
 
 from services.config import DetectorSettings
-from services.detector.app import build_app
-from services.topics import ensure_topics
+from services.detector.app import TABLES, build_app, internal_topic_name
+from services.topics import TopicSpec, contract_topics, ensure_topics
 
-__all__ = ["run_detector"]
+__all__ = ["internal_topics", "run_detector"]
+
+_COMPACTED = {"cleanup.policy": "compact"}
+
+
+def internal_topics(settings: DetectorSettings) -> list[TopicSpec]:
+    """The detector's internal topics, created before Faust starts: Faust subscribes right after
+    creating a topic itself and, on a fresh broker, may find it missing from the metadata and
+    ignore it for the life of the worker."""
+    n, app_id = settings.partitions, settings.detector_app_id
+    specs = [TopicSpec(internal_topic_name(settings), n, {})]
+    specs += [TopicSpec(f"{app_id}-{table}-changelog", n, dict(_COMPACTED)) for table in TABLES]
+    specs.append(TopicSpec(f"{app_id}-__assignor-__leader", 1, dict(_COMPACTED)))
+    return specs
 
 
 def run_detector(settings: DetectorSettings, loglevel: str = "WARNING") -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    created = loop.run_until_complete(ensure_topics(settings))
+    specs = contract_topics(settings) + internal_topics(settings)
+    created = loop.run_until_complete(ensure_topics(settings, specs))
     if created:
         print(f"created topics: {', '.join(created)}", flush=True)
     app = build_app(settings)

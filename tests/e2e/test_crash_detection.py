@@ -285,6 +285,7 @@ def test_restart_after_downtime_decides_from_the_log(kafka_bootstrap: str, tmp_p
     assert [b["sessionId"] for b in cdr if b["event"] == "sessionDestroyed"] == ["ses_onB"]
 
 
+@pytest.mark.rebalance
 def test_two_workers_and_a_rebalance_decide_each_crash_once(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
