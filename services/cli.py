@@ -54,11 +54,12 @@ def tail(topic: str, brief: bool) -> None:
     from services.ops.tail import describe, read_topic
 
     async def run() -> int:
-        count = 0
-        async for record in read_topic(KafkaSettings().kafka_bootstrap, topic):
+        records = [r async for r in read_topic(KafkaSettings().kafka_bootstrap, topic)]
+        if brief:  # the story in event-time order; partitions interleave as they were stamped
+            records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
+        for record in records:
             click.echo(describe(record, brief=brief))
-            count += 1
-        return count
+        return len(records)
 
     click.echo(f"{asyncio.run(run())} records on {topic}")
 
