@@ -179,7 +179,11 @@ def test_crash_after_grace_writes_the_full_cascade(live: Deployment) -> None:
         ("participantLeft", "con_B3", "None", "None"),
         ("sessionDestroyed", "None", "None", "None"),
     ]
-    destroyed = next(body(r) for r in cascade if body(r)["event"] == "sessionDestroyed")
+    destroyed = next(
+        body(r)
+        for r in cascade
+        if body(r)["event"] == "sessionDestroyed" and body(r)["sessionId"] == "ses_Acrash"
+    )
     assert destroyed["startTime"] == t - 1900
     assert destroyed["duration"] == (deadline - (t - 1900)) // 1000
     recovered = next(body(r) for r in records if body(r)["event"] == "nodeRecovered")
