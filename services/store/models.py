@@ -1,10 +1,48 @@
-"""Table definitions. Alembic's autogenerate compares migrations/ against this metadata."""
+"""Table definitions. Alembic's autogenerate compares migrations/ against this metadata.
+
+These are the tables people query (CONTRACT §12). Every time is timezone-aware and comes back in
+UTC on every backend; `payload` is JSON (JSONB on PostgreSQL). `cdr_events.event_id` is the
+CloudEvents `ce_id`: its primary key is what makes the projector idempotent, and
+`consumed_positions` lets it store where it is in the same transaction as the rows it wrote.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from datetime import UTC, datetime
+from typing import Any
 
-__all__ = ["metadata"]
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    true,
+)
+from sqlalchemy.dialects import postgresql
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "UtcDateTime",
+    "cdr_events",
+    "consumed_positions",
+    "media_nodes",
+    "metadata",
+    "node_incidents",
+    "participants",
+    "recordings",
+    "session_recoveries",
+    "sessions",
+]
 
 #: Constraint names are explicit, so migrations are the same on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -16,3 +54,173 @@ NAMING_CONVENTION = {
 }
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """`DateTime(timezone=True)` that only accepts aware values and always returns UTC.
+
+    PostgreSQL keeps the offset itself; SQLite has no timestamp type, so values are stored as UTC
+    and marked UTC again on the way out. Callers never see a naive datetime.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: times in the store are timezone-aware")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+#: The JSON body of an event: portable JSON, JSONB where PostgreSQL can index it.
+Payload = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+_ID = 255  # ids come from OpenVidu and ce_id (UUIDs, node ids, session ids): short strings
+
+
+def _at(name: str, **kwargs: Any) -> Column[datetime]:
+    return Column(name, UtcDateTime(), **kwargs)
+
+
+cdr_events = Table(
+    "cdr_events",
+    metadata,
+    Column("event_id", String(_ID), primary_key=True),
+    Column("event", String(64), nullable=False),
+    _at("occurred_at", nullable=False),
+    Column("timestamp_ms", BigInteger, nullable=False),
+    Column("session_id", String(_ID)),
+    Column("unique_session_id", String(_ID)),
+    Column("connection_id", String(_ID)),
+    Column("media_node_id", String(_ID)),
+    Column("incident_id", String(_ID)),
+    Column("reason", String(64)),
+    Column("payload", Payload, nullable=False),
+    Column("source_topic", String(_ID)),
+    Column("source_partition", Integer),
+    Column("source_offset", BigInteger),
+    Index(None, "session_id"),
+    Index(None, "unique_session_id"),
+    Index(None, "media_node_id"),
+    Index(None, "occurred_at"),
+    Index(None, "event"),
+)
+
+media_nodes = Table(
+    "media_nodes",
+    metadata,
+    Column("id", String(_ID), primary_key=True),
+    Column("environment_id", String(_ID)),
+    Column("ip", String(64)),
+    Column("uri", Text),
+    Column("cluster_id", String(_ID)),
+    Column("status", String(32)),
+    Column("connected", Boolean, nullable=False, server_default=true()),
+    _at("disconnected_at"),
+    _at("crashed_at"),
+    _at("recovered_at"),
+    _at("removed_at"),
+    _at("updated_at"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("unique_session_id", String(_ID), primary_key=True),
+    Column("session_id", String(_ID), nullable=False),
+    Column("media_node_id", String(_ID)),
+    _at("created_at"),
+    _at("destroyed_at"),
+    Column("duration_s", Integer),
+    Column("reason", String(64)),
+    _at("media_lost_at"),
+    Index(None, "session_id"),
+    Index(None, "media_node_id"),
+    Index(None, "created_at"),
+)
+
+participants = Table(
+    "participants",
+    metadata,
+    Column("unique_session_id", String(_ID), nullable=False),
+    Column("connection_id", String(_ID), nullable=False),
+    _at("joined_at"),
+    _at("left_at"),
+    Column("duration_s", Integer),
+    Column("reason", String(64)),
+    Column("location", Text),
+    Column("ip", String(64)),
+    Column("platform", Text),
+    Column("client_data", Text),
+    Column("server_data", Text),
+    # The key's leading column serves "the participants of a session"; no second index.
+    PrimaryKeyConstraint("unique_session_id", "connection_id"),
+)
+
+recordings = Table(
+    "recordings",
+    metadata,
+    Column("unique_session_id", String(_ID), nullable=False),
+    Column("id", String(_ID), nullable=False),
+    Column("media_node_id", String(_ID)),
+    Column("status", String(32)),
+    _at("started_at"),
+    _at("stopped_at"),
+    Column("reason", String(64)),
+    PrimaryKeyConstraint("unique_session_id", "id"),
+)
+
+node_incidents = Table(
+    "node_incidents",
+    metadata,
+    Column("incident_id", String(_ID), primary_key=True),
+    Column("media_node_id", String(_ID), nullable=False),
+    _at("disconnected_at", nullable=False),
+    _at("deadline_at"),
+    Column("cause", String(64)),
+    Column("outcome", String(16), nullable=False, server_default="pending"),
+    _at("reconnected_at"),
+    _at("crashed_at"),
+    _at("recovered_at"),
+    _at("removed_at"),
+    Column("sessions_closed", Integer, nullable=False, server_default="0"),
+    Column("participants_evicted", Integer, nullable=False, server_default="0"),
+    Index(None, "media_node_id"),
+)
+
+session_recoveries = Table(
+    "session_recoveries",
+    metadata,
+    Column("old_unique_session_id", String(_ID), primary_key=True),
+    Column("new_unique_session_id", String(_ID), nullable=False),
+    Column("session_id", String(_ID), nullable=False),
+    Column("from_node", String(_ID)),
+    Column("to_node", String(_ID)),
+    _at("crashed_at"),
+    _at("recovered_at"),
+    Column("time_to_recover_ms", BigInteger),
+    Column("participants_before", Integer),
+    Column("participants_returned", Integer),
+    Index(None, "session_id"),
+)
+
+consumed_positions = Table(
+    "consumed_positions",
+    metadata,
+    Column("consumer", String(_ID), nullable=False),
+    Column("topic", String(_ID), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("next_offset", BigInteger, nullable=False),
+    _at("updated_at", nullable=False),
+    PrimaryKeyConstraint("consumer", "topic", "partition"),
+)
