@@ -24,7 +24,7 @@ lint: deps
 	$(BIN)/ruff format --check services tests migrations
 	$(BIN)/mypy
 
-## make test-rebalance: the multi-worker rebalance test, kept out of `make test` while it is flaky.
+## make test-rebalance: only the multi-worker rebalance tests (they are part of `make test` too).
 test-rebalance: deps kafka-jars
 	$(BIN)/python -m pytest tests/e2e -m rebalance
 

@@ -49,6 +49,7 @@ INTERNAL_TOPIC_SUFFIX = "nodeevents"
 TABLES = ("session-routes", "nodes", "node-sessions")
 log = logging.getLogger(__name__)
 MARK_INTERVAL_S = 0.05
+STALL_MS = 5000
 
 
 def internal_topic_name(settings: DetectorSettings) -> str:
@@ -196,6 +197,18 @@ class Detector:
             owned = self.app.consumer.assignment()
             self.progress = {tp: p for tp, p in self.progress.items() if tp in owned}
 
+    async def _read_again(self, tp: Any, offset: int) -> None:
+        """Faust skips records fetched while its generation changes and never re-reads them
+        (streams.py, generation check); seek back so they are delivered. Re-delivered records
+        are harmless: the node agent skips what it applied."""
+        log.warning(
+            "no records from %s for %d ms while some wait; reading again from %d",
+            tp,
+            STALL_MS,
+            offset,
+        )
+        await self.app.consumer.seek(tp, offset)
+
     async def _tick(self) -> None:
         """Faust drops a timer's exception silently; say it, and try again next tick."""
         try:
@@ -219,6 +232,8 @@ class Detector:
             committed = 0
             if progress.next_offset < end:  # resumed from a commit, or still reading
                 committed = await self.offsets.committed((tp.topic, tp.partition))
+                if progress.stalled(committed, end, wall_ms, STALL_MS):
+                    await self._read_again(tp, max(progress.next_offset, committed))
             mark = progress.mark(committed, end, wall_ms, self.settings.allowed_lateness_ms)
             if mark is not None:
                 marks[source_key(roles[tp.topic], tp.partition)] = mark

@@ -46,11 +46,28 @@ class PartitionProgress:
 
     next_offset: int = 0
     max_timestamp: int | None = None
+    #: wall ms of the last change of ``next_offset`` (or of the first look at the partition)
+    moved_at: int | None = None
 
     def forwarded(self, offset: int, timestamp: int | None) -> None:
         self.next_offset = max(self.next_offset, offset + 1)
+        self.moved_at = None
         if timestamp is not None and (self.max_timestamp is None or timestamp > self.max_timestamp):
             self.max_timestamp = timestamp
+
+    def stalled(self, committed: int, end_offset: int, wall_ms: int, after_ms: int) -> bool:
+        """Records wait (below ``end_offset``) but nothing has been handed to us for
+        ``after_ms``: Faust drops records it fetched across a rebalance without seeking back."""
+        if max(self.next_offset, committed) >= end_offset:
+            self.moved_at = None
+            return False
+        if self.moved_at is None:
+            self.moved_at = wall_ms
+            return False
+        if wall_ms - self.moved_at < after_ms:
+            return False
+        self.moved_at = wall_ms
+        return True
 
     def mark(self, committed: int, end_offset: int, wall_ms: int, lateness_ms: int) -> int | None:
         """The event time below which this partition has delivered everything, if known.
