@@ -111,6 +111,7 @@ class Detector:
         self.restored = 0  # bumped when Faust finishes restoring tables after a rebalance
         self.timers_built: dict[int, int] = {}
         app.on_rebalance_complete.connect(self._on_tables_restored)  # type: ignore[arg-type]
+        app.on_before_shutdown.connect(self._on_shutdown)
         app.agent(self.liveness, name="route-liveness")(self._route_agent("liveness"))
         app.agent(self.sessions, name="route-sessions")(self._route_agent("session"))
         app.agent(self.internal, name="nodes")(self._node_agent)
@@ -283,6 +284,9 @@ class Detector:
         self, sender: Any, *args: Any, signal: Any, **kwargs: Any
     ) -> None:
         self.restored += 1
+
+    async def _on_shutdown(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await self.offsets.close()
 
     def _ensure_timers(self, partition: int) -> None:
         """The pending decisions of the nodes of ``partition``, rebuilt from the restored

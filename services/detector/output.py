@@ -6,9 +6,7 @@ Pure: builds the records; the Faust adapter only sends them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from services.config import DetectorSettings
 from services.core.codec import Headers, ce_headers, ce_id, encode_value
@@ -36,27 +34,6 @@ class OutputBuilder:
 
     def __init__(self, settings: DetectorSettings) -> None:
         self.settings = settings
-
-    def cdr(
-        self,
-        body: Mapping[str, Any],
-        *,
-        key: str,
-        media_node_id: str | None,
-        incident_id: str | None = None,
-    ) -> Output:
-        event = str(body["event"])
-        timestamp = int(body["timestamp"])
-        headers = ce_headers(
-            ce_type=event,
-            event_id=ce_id(event, body),
-            source=SOURCE,
-            timestamp_ms=timestamp,
-            dataschema=dataschema_urn(event),
-            media_node_id=media_node_id,
-            incident_id=incident_id,
-        )
-        return Output(self.settings.topic_cdr, key.encode(), encode_value(body), headers, timestamp)
 
     def emit(self, emit: Emit) -> Output:
         """A record the rules asked for: CDR, node fact or client notice."""
