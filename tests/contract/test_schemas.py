@@ -31,68 +31,33 @@ from services.core.events import (
     schema_id,
     wire_fields,
 )
+from tests.support import openvidu_keys as ov
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 CASES = sorted((kind, event) for kind, events in SCHEMA_KINDS.items() for event in events)
 CASE_IDS = [f"{kind}/{event}" for kind, event in CASES]
 INPUT_KINDS = {"liveness", "session"}
 
-_SESSION = {"sessionId", "uniqueSessionId", "timestamp"}
-_PARTICIPANT = _SESSION | {
-    "participantId",
-    "connectionId",
-    "location",
-    "ip",
-    "platform",
-    "clientData",
-    "serverData",
-}
-_WEBRTC_OUTBOUND_VIDEO = _SESSION | {
-    "streamId",
-    "participantId",
-    "connectionId",
-    "connection",
-    "videoSource",
-    "videoFramerate",
-    "videoDimensions",
-    "audioEnabled",
-    "videoEnabled",
-}
-_RECORDING_STARTED = _SESSION | {
-    "startTime",
-    "duration",
-    "id",
-    "name",
-    "outputMode",
-    "hasAudio",
-    "hasVideo",
-    "size",
-    "status",
-}
-_ENDED = {"startTime", "duration", "reason"}
-_NODE = {"timestamp", "id", "environmentId", "ip", "uri", "clusterId"}
-
 #: OpenVidu's key sets (reference §12; broadcasts §13), besides ``event``, for the variant each
 #: CDR example shows.
-OPENVIDU_KEYS: dict[str, set[str]] = {
-    "sessionCreated": _SESSION,
-    "sessionDestroyed": _SESSION | _ENDED,
-    "participantJoined": _PARTICIPANT,
-    "participantLeft": _PARTICIPANT | _ENDED,
-    "webrtcConnectionCreated": _WEBRTC_OUTBOUND_VIDEO,  # OUTBOUND, with video
-    "webrtcConnectionDestroyed": _WEBRTC_OUTBOUND_VIDEO | {"receivingFrom"} | _ENDED,  # INBOUND
+OPENVIDU_KEYS: dict[str, frozenset[str]] = {
+    "sessionCreated": ov.SESSION,
+    "sessionDestroyed": ov.SESSION | ov.ENDED,
+    "participantJoined": ov.PARTICIPANT,
+    "participantLeft": ov.PARTICIPANT | ov.ENDED,
+    "webrtcConnectionCreated": ov.WEBRTC_OUTBOUND_VIDEO,
+    "webrtcConnectionDestroyed": ov.WEBRTC_INBOUND_VIDEO | ov.ENDED,
     # ready, COMPOSED with video
-    "recordingStatusChanged": _RECORDING_STARTED
+    "recordingStatusChanged": ov.RECORDING_STARTED
     | {"reason", "resolution", "recordingLayout", "frameRate"},
-    "signalSent": _SESSION | {"from", "to", "type", "data"},
-    "filterEventDispatched": _SESSION
+    "signalSent": ov.SESSION | {"from", "to", "type", "data"},
+    "filterEventDispatched": ov.SESSION
     | {"participantId", "connectionId", "streamId", "filterType", "eventType", "data"},
-    "broadcastStarted": _SESSION | {"broadcastUrl"},
-    "broadcastStopped": _SESSION | {"broadcastUrl"} | _ENDED,
-    "nodeCrashed": _NODE
-    | {"nodeRole", "sessionIds", "recordingIds", "broadcasts", "timeOfDisconnection"},
-    "nodeRecovered": _NODE | {"nodeRole"},
-    "mediaNodeStatusChanged": _NODE | {"newStatus", "oldStatus"},
+    "broadcastStarted": ov.BROADCAST_STARTED,
+    "broadcastStopped": ov.BROADCAST_STARTED | ov.ENDED,
+    "nodeCrashed": ov.NODE_CRASHED,
+    "nodeRecovered": ov.NODE | {"nodeRole"},
+    "mediaNodeStatusChanged": ov.NODE_STATUS,
 }
 
 

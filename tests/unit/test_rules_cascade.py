@@ -13,6 +13,8 @@ import pytest
 
 from services.core.rules import Emit, RuleSettings
 from services.core.schemas import compiled_validator
+from tests.support import openvidu_keys as ov
+from tests.support.openvidu_keys import with_event
 from tests.unit.rules_builders import (
     GRACE_MS,
     T0,
@@ -58,7 +60,17 @@ RECORDING = recording_started(A, T0 + 5_000)
 BROADCAST = broadcast_started(A, T0 + 5_500)
 
 # OpenVidu's exact key sets (reference §12), `event` included.
-SESSION_DESTROYED_KEYS = {
+SESSION_DESTROYED_KEYS = with_event(ov.SESSION | ov.ENDED)
+PARTICIPANT_LEFT_KEYS = with_event(ov.PARTICIPANT | ov.ENDED)
+OUTBOUND_DESTROYED_KEYS = with_event(ov.WEBRTC_OUTBOUND_VIDEO | ov.ENDED)
+INBOUND_DESTROYED_KEYS = with_event(ov.WEBRTC_INBOUND_VIDEO | ov.ENDED)
+RECORDING_STOPPED_KEYS = with_event(ov.RECORDING_STARTED | {"reason"})
+BROADCAST_STOPPED_KEYS = with_event(ov.BROADCAST_STARTED | ov.ENDED)
+NODE_CRASHED_KEYS = with_event(ov.NODE_CRASHED)
+NODE_STATUS_KEYS = with_event(ov.NODE_STATUS)
+NOTICE_KEYS = with_event(ov.NOTICE)
+
+KEYS = {
     "event",
     "sessionId",
     "uniqueSessionId",

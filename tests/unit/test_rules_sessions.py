@@ -8,6 +8,8 @@ import pytest
 
 from services.core.rules import Input
 from services.core.schemas import compiled_validator
+from tests.support import openvidu_keys as ov
+from tests.support.openvidu_keys import with_event
 from tests.unit.rules_builders import (
     GRACE_MS,
     SESSIONS_PARTITION,
@@ -146,21 +148,7 @@ def test_media_connection_copies_have_openvidu_key_sets() -> None:
     outbound = copy_of(rig, outbound_created(SID, ALICE, T0 + 3_000))
     inbound = copy_of(rig, inbound_created(SID, BOB, ALICE, T0 + 3_100))
     audio_only = copy_of(rig, outbound_created(SID, BOB, T0 + 3_200, video=False))
-    outbound_keys = {
-        "event",
-        "sessionId",
-        "uniqueSessionId",
-        "timestamp",
-        "streamId",
-        "participantId",
-        "connectionId",
-        "connection",
-        "videoSource",
-        "videoFramerate",
-        "videoDimensions",
-        "audioEnabled",
-        "videoEnabled",
-    }
+    outbound_keys = with_event(ov.WEBRTC_OUTBOUND_VIDEO)
     assert set(outbound) == outbound_keys
     assert set(inbound) == outbound_keys | {"receivingFrom"}
     assert set(audio_only) == outbound_keys - {"videoSource", "videoFramerate", "videoDimensions"}
