@@ -153,8 +153,9 @@ class Detector:
             valid = validate_input(kind, event.key, event.value)
             node = valid.key
             if kind == "session":
-                node = route_session(valid, self._bound_node(valid.key))
-                self._bind(valid.event, valid.key, node)
+                bound = self._bound_node(valid.key)
+                node = route_session(valid, bound)
+                self._bind(valid.event, valid.key, node, bound)
         except RejectedInput as error:
             source = source_of(event)
             await self._send(
@@ -179,10 +180,10 @@ class Detector:
         row = self.routes.get(session_id)
         return str(row["node"]) if row else None
 
-    def _bind(self, event: str, session_id: str, node: str) -> None:
-        if event == "sessionCreated" and self._bound_node(session_id) != node:
+    def _bind(self, event: str, session_id: str, node: str, bound: str | None) -> None:
+        if event == "sessionCreated" and bound != node:
             self.routes[session_id] = {"node": node}
-        elif event == "sessionDestroyed" and session_id in self.routes:
+        elif event == "sessionDestroyed" and bound is not None:
             del self.routes[session_id]
 
     def _progress(self, event: Any) -> PartitionProgress:
@@ -273,10 +274,7 @@ class Detector:
         watermarks.update(marks)
         self._ensure_timers(partition)
         for node_id, due in sorted(self.store.timers.get(partition, {}).items()):
-            node = self.store.get_node(node_id)
-            if node is None:
-                continue
-            watermark = watermarks.for_node(node.liveness_partition)
+            watermark = watermarks.for_node(self.store.liveness_partitions.get(node_id))
             if watermark is not None and due <= watermark:
                 await self._commit(self.engine.advance(node_id, watermark))
 

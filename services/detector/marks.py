@@ -89,19 +89,23 @@ class Watermarks:
 
     session_partitions: int
     marks: dict[str, int] = field(default_factory=dict)
+    #: the lowest sessions mark, recomputed on each update (read for every pending node)
+    sessions_floor: int | None = None
 
     def update(self, marks: Mapping[str, int]) -> None:
         for key, value in marks.items():
             if value > self.marks.get(key, value - 1):
                 self.marks[key] = value
+        sessions = [
+            self.marks.get(source_key("sessions", p)) for p in range(self.session_partitions)
+        ]
+        self.sessions_floor = (
+            None if None in sessions else min(v for v in sessions if v is not None)
+        )
 
     def for_node(self, liveness_partition: int | None) -> int | None:
         """min(mark of the node's liveness partition, marks of every sessions partition)."""
-        if liveness_partition is None:
+        if liveness_partition is None or self.sessions_floor is None:
             return None
-        keys = [source_key("liveness", liveness_partition)]
-        keys += [source_key("sessions", p) for p in range(self.session_partitions)]
-        values = [self.marks.get(k) for k in keys]
-        if any(v is None for v in values):
-            return None
-        return min(v for v in values if v is not None)
+        liveness = self.marks.get(source_key("liveness", liveness_partition))
+        return None if liveness is None else min(liveness, self.sessions_floor)

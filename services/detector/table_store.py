@@ -35,6 +35,8 @@ class TableRulesStore:
         self.partition: int | None = None
         self.timers: dict[int, dict[str, int]] = {}
         self.known_loads: dict[str, NodeLoad] = {}
+        #: node → its liveness partition, so a mark needs no row read per pending node
+        self.liveness_partitions: dict[str, int | None] = {}
         self._dirty_nodes: dict[str, Any] = {}
         self._dirty_sessions: dict[str, Any] = {}
 
@@ -47,7 +49,7 @@ class TableRulesStore:
     def put_node(self, node: NodeState) -> None:
         node.home_partition = self.partition
         self._dirty_nodes[node.id] = node.to_row()
-        self.known_loads[node.id] = NodeLoad(node.id, node.life == "running", len(node.sessions))
+        self._remember(node)
 
     def get_session(self, node_id: str, session_id: str) -> SessionState | None:
         key = session_key(node_id, session_id)
@@ -99,7 +101,9 @@ class TableRulesStore:
             when = due(node)
             if when is not None:
                 timers[node_id] = when
-            self.known_loads[node_id] = NodeLoad(
-                node_id, node.life == "running", len(node.sessions)
-            )
+            self._remember(node)
         self.timers[partition] = timers
+
+    def _remember(self, node: NodeState) -> None:
+        self.known_loads[node.id] = NodeLoad(node.id, node.life == "running", len(node.sessions))
+        self.liveness_partitions[node.id] = node.liveness_partition
