@@ -15,50 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from services.config import KafkaSettings
-from services.ops.tail import TailedRecord, read_topic
-from services.topics import ensure_topics
 from tests.support.cluster import ClusterScript
-from tests.support.kafka import body, collect, event_is, headers_of, produce
+from tests.support.kafka import body, event_is, headers_of, produce
 from tests.support.services import Deployment, new_deployment, running_service
 
 GRACE = 3000
 ROLES = ("liveness", "sessions", "cdr", "nodes", "notifications", "deadletter")
 
 
-def _settings(d: Deployment) -> KafkaSettings:
-    return KafkaSettings(
-        kafka_bootstrap=d.bootstrap,
-        partitions=d.partitions,
-        **{f"topic_{role}": d.topic(role) for role in ROLES},
-    )
-
-
-def _deploy(kafka_bootstrap: str, tmp_path: Path) -> Deployment:
-    d = new_deployment(kafka_bootstrap, tmp_path)
-    asyncio.run(ensure_topics(_settings(d)))
-    return d
-
-
 def _send(d: Deployment, script: ClusterScript) -> None:
     topics = {"liveness": d.topic("liveness"), "sessions": d.topic("sessions")}
     asyncio.run(produce(d.bootstrap, script.encoded(topics)))
-
-
-def _cdr(d: Deployment, count: int, predicate: object = None, timeout: float = 90) -> list:  # type: ignore[type-arg]
-    kwargs = {"predicate": predicate} if predicate is not None else {}
-    return asyncio.run(
-        collect(d.bootstrap, d.topic("cdr"), count=count, timeout_s=timeout, **kwargs)
-    )  # type: ignore[arg-type]
-
-
-def _all(d: Deployment, role: str) -> list[TailedRecord]:
-    """Everything on a topic now: read up to the end offsets it had when asked."""
-
-    async def read() -> list[TailedRecord]:
-        return [r async for r in read_topic(d.bootstrap, d.topic(role))]
-
-    return asyncio.run(read())
 
 
 def _crash_of(node: str, disconnected_at: int | None = None):  # type: ignore[no-untyped-def]
@@ -90,7 +57,7 @@ def _two_sessions(node: str, t: int, tag: str) -> ClusterScript:
 @pytest.fixture(scope="module")
 def live(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """One detector for the scenarios that only need it running."""
-    d = _deploy(kafka_bootstrap, tmp_path_factory.mktemp("live"))
+    d = new_deployment(kafka_bootstrap, tmp_path_factory.mktemp("live"))
     with running_service(d, "detector"):
         yield d
 
@@ -102,24 +69,21 @@ def test_reconnection_inside_grace_is_a_blip(live: Deployment) -> None:
     # a witness: the same node crashes later, so its partition has passed the first deadline
     script.liveness("nodeDisconnected", node, t + GRACE + 1000)
     _send(live, script)
-    witness = asyncio.run(
-        collect(
-            live.bootstrap,
-            live.topic("nodes"),
-            count=1,
-            timeout_s=90,
-            predicate=lambda r: body(r).get("outcome") == "crashed" and body(r)["id"] == node,
-        )
+    witness = live.wait(
+        "nodes",
+        1,
+        lambda r: body(r).get("outcome") == "crashed" and body(r)["id"] == node,
+        timeout=90,
     )
     assert body(witness[0])["incidentId"] == f"{node}_{t + GRACE + 1000}"
-    facts = [body(r) for r in _all(live, "nodes") if body(r)["id"] == node]
+    facts = [body(r) for r in live.everything("nodes") if body(r)["id"] == node]
     closed = [f for f in facts if f["event"] == "incidentClosed"]
     assert [(f["incidentId"], f["outcome"]) for f in closed] == [
         (f"{node}_{t}", "reconnected"),
         (f"{node}_{t + GRACE + 1000}", "crashed"),
     ]
-    _cdr(live, 1, _crash_of(node))
-    crashes = [r for r in _all(live, "cdr") if _crash_of(node)(r)]
+    live.wait("cdr", 1, _crash_of(node))
+    crashes = [r for r in live.everything("cdr") if _crash_of(node)(r)]
     assert len(crashes) == 1
 
 
@@ -128,18 +92,12 @@ def test_crash_after_grace_writes_the_full_cascade(live: Deployment) -> None:
     script = _two_sessions(node, t, "crash").liveness("nodeDisconnected", node, t)
     script.liveness("nodeConnected", node, t + GRACE + 200)
     _send(live, script)
-    _cdr(live, 1, lambda r: body(r).get("event") == "nodeRecovered" and body(r)["id"] == node)
-    _cdr(live, 2, lambda r: body(r).get("event") == "sessionDestroyed" and r.key.endswith(b"crash"))
-    asyncio.run(
-        collect(
-            live.bootstrap,
-            live.topic("notifications"),
-            count=5,
-            timeout_s=30,
-            predicate=lambda r: body(r)["sessionId"].endswith("crash"),
-        )
+    live.wait("cdr", 1, lambda r: body(r).get("event") == "nodeRecovered" and body(r)["id"] == node)
+    live.wait(
+        "cdr", 2, lambda r: body(r).get("event") == "sessionDestroyed" and r.key.endswith(b"crash")
     )
-    records = [r for r in _all(live, "cdr") if headers_of(r).get("ce_medianodeid") == node]
+    live.wait("notifications", 5, lambda r: body(r)["sessionId"].endswith("crash"), timeout=30)
+    records = [r for r in live.everything("cdr") if headers_of(r).get("ce_medianodeid") == node]
     deadline = t + GRACE
     crash_index = next(i for i, r in enumerate(records) if _crash_of(node)(r))
     crash = body(records[crash_index])
@@ -189,7 +147,7 @@ def test_crash_after_grace_writes_the_full_cascade(live: Deployment) -> None:
     recovered = next(body(r) for r in records if body(r)["event"] == "nodeRecovered")
     assert recovered["timestamp"] == t + GRACE + 200
     notices = [
-        body(r) for r in _all(live, "notifications") if body(r)["sessionId"].endswith("crash")
+        body(r) for r in live.everything("notifications") if body(r)["sessionId"].endswith("crash")
     ]
     assert sorted(n["connectionId"] for n in notices) == [
         "con_A1",
@@ -204,7 +162,7 @@ def test_crash_after_grace_writes_the_full_cascade(live: Deployment) -> None:
 def test_removal_after_reconnection_timeout_and_no_recovery(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    d = _deploy(kafka_bootstrap, tmp_path)
+    d = new_deployment(kafka_bootstrap, tmp_path)
     node, t = "media_removed", int(time.time() * 1000) + 500
     script = ClusterScript().liveness("nodeConnected", node, t - 1000)
     script.create("ses_R", node, t - 900).liveness("nodeDisconnected", node, t)
@@ -213,19 +171,11 @@ def test_removal_after_reconnection_timeout_and_no_recovery(
     script.liveness("nodeDisconnected", node, t + GRACE + 600)
     with running_service(d, "detector", MEDIACDR_RECONNECTION_TIMEOUT_S="3"):
         _send(d, script)
-        opened = asyncio.run(
-            collect(
-                d.bootstrap,
-                d.topic("nodes"),
-                count=2,
-                timeout_s=90,
-                predicate=event_is("incidentOpened"),
-            )
-        )
-        facts = [r for r in _all(d, "nodes") if body(r)["event"] == "nodeRemoved"]
+        opened = d.wait("nodes", 2, event_is("incidentOpened"), timeout=90)
+        facts = [r for r in d.everything("nodes") if body(r)["event"] == "nodeRemoved"]
     assert [body(r)["timeOfDisconnection"] for r in opened] == [t, t + GRACE + 600]
     assert body(facts[0])["timestamp"] == t + GRACE
-    cdr = [body(r) for r in _all(d, "cdr")]
+    cdr = [body(r) for r in d.everything("cdr")]
     events = [b["event"] for b in cdr]
     assert events.count("nodeCrashed") == 1
     assert "nodeRecovered" not in events
@@ -237,33 +187,27 @@ def test_removal_after_reconnection_timeout_and_no_recovery(
 
 
 def test_kill_9_between_disconnection_and_deadline(kafka_bootstrap: str, tmp_path: Path) -> None:
-    d = _deploy(kafka_bootstrap, tmp_path)
+    d = new_deployment(kafka_bootstrap, tmp_path)
     node, t = "media_kill", int(time.time() * 1000) + 2000
     script = _two_sessions(node, t, "kill").liveness("nodeDisconnected", node, t)
     with running_service(d, "detector", log_name="detector-1") as first:
         _send(d, script)
-        asyncio.run(
-            collect(
-                d.bootstrap,
-                d.topic("nodes"),
-                count=1,
-                timeout_s=90,
-                predicate=event_is("incidentOpened"),
-            )
+        d.wait("nodes", 1, event_is("incidentOpened"), timeout=90)
+        assert not [r for r in d.everything("cdr") if _crash_of(node)(r)], (
+            "decided before the deadline"
         )
-        assert not [r for r in _all(d, "cdr") if _crash_of(node)(r)], "decided before the deadline"
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
     with running_service(d, "detector", log_name="detector-2"):
-        _cdr(d, 2, event_is("sessionDestroyed"))
-    cdr = [body(r) for r in _all(d, "cdr")]
+        d.wait("cdr", 2, event_is("sessionDestroyed"))
+    cdr = [body(r) for r in d.everything("cdr")]
     assert [b["event"] for b in cdr].count("nodeCrashed") == 1
     left = [b["connectionId"] for b in cdr if b["event"] == "participantLeft"]
     assert sorted(set(left)) == sorted(left) == ["con_A1", "con_A2", "con_B1", "con_B2", "con_B3"]
 
 
 def test_restart_after_downtime_decides_from_the_log(kafka_bootstrap: str, tmp_path: Path) -> None:
-    d = _deploy(kafka_bootstrap, tmp_path)
+    d = new_deployment(kafka_bootstrap, tmp_path)
     t = int(time.time() * 1000) - 20_000
     script = ClusterScript()
     script.liveness("nodeConnected", "media_A", t - 1000).liveness(
@@ -274,17 +218,9 @@ def test_restart_after_downtime_decides_from_the_log(kafka_bootstrap: str, tmp_p
     script.liveness("nodeConnected", "media_A", t + 1000)
     _send(d, script)  # no detector is running
     with running_service(d, "detector"):
-        _cdr(d, 1, _crash_of("media_B"))
-        asyncio.run(
-            collect(
-                d.bootstrap,
-                d.topic("nodes"),
-                count=1,
-                timeout_s=60,
-                predicate=lambda r: body(r).get("outcome") == "reconnected",
-            )
-        )
-    cdr = [body(r) for r in _all(d, "cdr")]
+        d.wait("cdr", 1, _crash_of("media_B"))
+        d.wait("nodes", 1, lambda r: body(r).get("outcome") == "reconnected", timeout=60)
+    cdr = [body(r) for r in d.everything("cdr")]
     assert [b["id"] for b in cdr if b["event"] == "nodeCrashed"] == ["media_B"]
     assert [b["sessionId"] for b in cdr if b["event"] == "sessionDestroyed"] == ["ses_onB"]
 
@@ -293,7 +229,7 @@ def test_restart_after_downtime_decides_from_the_log(kafka_bootstrap: str, tmp_p
 def test_two_workers_and_a_rebalance_decide_each_crash_once(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    d = _deploy(kafka_bootstrap, tmp_path)
+    d = new_deployment(kafka_bootstrap, tmp_path)
     t = int(time.time() * 1000) + 12_000
     nodes = [f"media_w{i}" for i in range(6)]
     script = ClusterScript()
@@ -303,22 +239,14 @@ def test_two_workers_and_a_rebalance_decide_each_crash_once(
         script.liveness("nodeDisconnected", node, t)
     with running_service(d, "detector", log_name="worker-1"):
         _send(d, script)
-        asyncio.run(
-            collect(
-                d.bootstrap,
-                d.topic("nodes"),
-                count=len(nodes),
-                timeout_s=90,
-                predicate=event_is("incidentOpened"),
-            )
-        )
+        d.wait("nodes", len(nodes), event_is("incidentOpened"), timeout=90)
         second_dir = str(d.workdir / "worker-2")
         with running_service(
             d, "detector", log_name="worker-2", MEDIACDR_DETECTOR_DATA_DIR=second_dir
         ):
-            crashes = _cdr(d, len(nodes), event_is("nodeCrashed"), timeout=120)
-            _cdr(d, len(nodes), event_is("sessionDestroyed"), timeout=60)
-    cdr = _all(d, "cdr")
+            crashes = d.wait("cdr", len(nodes), event_is("nodeCrashed"), timeout=120)
+            d.wait("cdr", len(nodes), event_is("sessionDestroyed"), timeout=60)
+    cdr = d.everything("cdr")
     decided = {
         headers_of(r)["ce_id"]: body(r)["id"] for r in cdr if body(r)["event"] == "nodeCrashed"
     }

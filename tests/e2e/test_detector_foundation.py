@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from services.config import KafkaSettings
 from services.core.codec import ce_id
-from services.topics import ensure_topics
-from tests.support.kafka import body, collect, event_is, headers_of, produce
+from tests.support.kafka import body, event_is, headers_of, produce
 from tests.support.services import Deployment, new_deployment, running_service
 
 T0 = 1_764_000_000_000
@@ -28,22 +26,9 @@ def _json(obj: dict[str, object]) -> bytes:
     return json.dumps(obj).encode()
 
 
-def _settings(d: Deployment) -> KafkaSettings:
-    return KafkaSettings(
-        kafka_bootstrap=d.bootstrap,
-        partitions=d.partitions,
-        **{
-            f"topic_{role}": d.topic(role)
-            for role in ("liveness", "sessions", "cdr", "nodes", "notifications", "deadletter")
-        },
-    )
-
-
 @pytest.fixture
 def deployment(kafka_bootstrap: str, tmp_path: Path) -> Deployment:
-    d = new_deployment(kafka_bootstrap, tmp_path)
-    asyncio.run(ensure_topics(_settings(d)))
-    return d
+    return new_deployment(kafka_bootstrap, tmp_path)
 
 
 GOOD = [
@@ -136,10 +121,8 @@ def test_session_events_are_copied_and_bad_input_dead_lettered(deployment: Deplo
     with running_service(d, "detector") as detector:
         asyncio.run(produce(d.bootstrap, [(t, k, v) for t, k, v, _ in records]))
         asyncio.run(produce(d.bootstrap, [(d.topic(t), k.encode(), _json(v)) for t, k, v in GOOD]))
-        cdr = asyncio.run(collect(d.bootstrap, d.topic("cdr"), count=3, timeout_s=120))
-        dead = asyncio.run(
-            collect(d.bootstrap, d.topic("deadletter"), count=len(BAD), timeout_s=60)
-        )
+        cdr = d.wait("cdr", 3, timeout=120)
+        dead = d.wait("deadletter", len(BAD), timeout=60)
         assert detector.poll() is None, "the detector stopped on bad input"
 
     by_event = {body(r)["event"]: r for r in cdr}
@@ -197,16 +180,8 @@ def test_detector_keeps_running_after_garbage(deployment: Deployment) -> None:
     with running_service(d, "detector") as detector:
         asyncio.run(produce(d.bootstrap, garbage))
         asyncio.run(produce(d.bootstrap, [(d.topic(good[0]), good[1].encode(), _json(good[2]))]))
-        cdr = asyncio.run(
-            collect(
-                d.bootstrap,
-                d.topic("cdr"),
-                count=1,
-                timeout_s=120,
-                predicate=event_is("sessionCreated"),
-            )
-        )
-        dead = asyncio.run(collect(d.bootstrap, d.topic("deadletter"), count=3, timeout_s=60))
+        cdr = d.wait("cdr", 1, event_is("sessionCreated"), timeout=120)
+        dead = d.wait("deadletter", 3, timeout=60)
         assert detector.poll() is None
     assert body(cdr[0])["sessionId"] == SESSION
     assert sorted(headers_of(r)["error"] for r in dead) == [

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.config import KafkaSettings
+from services.ops.tail import TailedRecord, collect, read_topic
+from services.topics import ensure_topics
+
 __all__ = ["Deployment", "new_deployment", "running_service"]
 
 ROOT = Path(__file__).resolve().parents[2]
+ROLES = ("liveness", "sessions", "cdr", "nodes", "notifications", "deadletter")
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,32 @@ class Deployment:
     def app_id(self) -> str:
         return f"mediacdr-t{self.suffix}"
 
+    def kafka_settings(self) -> KafkaSettings:
+        topics = {f"topic_{role}": self.topic(role) for role in ROLES}
+        return KafkaSettings(kafka_bootstrap=self.bootstrap, partitions=self.partitions, **topics)
+
+    def wait(
+        self,
+        role: str,
+        count: int,
+        predicate: Callable[[TailedRecord], bool] | None = None,
+        timeout: float = 90,
+    ) -> list[TailedRecord]:
+        """Records on the ``role`` topic, once ``count`` of them match (a broker long poll)."""
+        match = predicate or (lambda _r: True)
+        topic = self.topic(role)
+        return asyncio.run(
+            collect(self.bootstrap, topic, count=count, timeout_s=timeout, predicate=match)
+        )
+
+    def everything(self, role: str) -> list[TailedRecord]:
+        """Everything on the ``role`` topic now, up to the end offsets it had when asked."""
+
+        async def read() -> list[TailedRecord]:
+            return [r async for r in read_topic(self.bootstrap, self.topic(role))]
+
+        return asyncio.run(read())
+
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
@@ -41,17 +73,7 @@ class Deployment:
                 "MEDIACDR_PARTITIONS": str(self.partitions),
                 "MEDIACDR_DETECTOR_APP_ID": self.app_id,
                 "MEDIACDR_DETECTOR_DATA_DIR": str(self.workdir / "detector"),
-                **{
-                    f"MEDIACDR_TOPIC_{role.upper()}": self.topic(role)
-                    for role in (
-                        "liveness",
-                        "sessions",
-                        "cdr",
-                        "nodes",
-                        "notifications",
-                        "deadletter",
-                    )
-                },
+                **{f"MEDIACDR_TOPIC_{role.upper()}": self.topic(role) for role in ROLES},
             }
         )
         env.update(extra)
@@ -59,7 +81,10 @@ class Deployment:
 
 
 def new_deployment(bootstrap: str, workdir: Path, partitions: int = 3) -> Deployment:
-    return Deployment(bootstrap, uuid.uuid4().hex[:10], workdir, partitions)
+    """A deployment with its six topics created."""
+    deployment = Deployment(bootstrap, uuid.uuid4().hex[:10], workdir, partitions)
+    asyncio.run(ensure_topics(deployment.kafka_settings()))
+    return deployment
 
 
 @contextmanager
