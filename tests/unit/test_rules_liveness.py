@@ -316,6 +316,7 @@ def test_reconnection_after_a_crash_writes_node_recovered_and_the_node_is_empty(
         **describe(NODE),
         "nodeRole": "medianode",
     }
+    assert recovered.incident_id == INCIDENT
     validate(recovered)
     rig.liveness(node_disconnected(NODE, DEADLINE + 1000))
     again = emits(rig.advance(NODE, DEADLINE + 1000 + GRACE_MS), "cdr")

@@ -190,9 +190,10 @@ class NodeEngine:
             node.last_status = str(item.payload["newStatus"])
         if not reconnection:
             return []
+        iid = crash.incident_id if crash is not None else None
         node.life, node.crash, node.removal_at = "running", None, None
         node.planned_shutdown = False
-        return [Emit("cdr", node.id, bodies.node_recovered(node, item.timestamp), node.id)]
+        return [Emit("cdr", node.id, bodies.node_recovered(node, item.timestamp), node.id, iid)]
 
     def _after_removal(self, node: NodeState, item: Input) -> list[Output]:
         if item.event == "nodeConnected":  # R6: a new life, no nodeRecovered
