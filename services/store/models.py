@@ -18,6 +18,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -130,7 +131,10 @@ media_nodes = Table(
     _at("crashed_at"),
     _at("recovered_at"),
     _at("removed_at"),
-    _at("updated_at"),
+    # Latest-wins order keys (timestamp_ms * 16 + rank) of the description, status and link.
+    Column("described_order", BigInteger),
+    Column("status_order", BigInteger),
+    Column("link_order", BigInteger),
 )
 
 sessions = Table(
@@ -144,6 +148,7 @@ sessions = Table(
     Column("duration_s", Integer),
     Column("reason", String(64)),
     _at("media_lost_at"),
+    Column("incident_id", String(_ID)),
     Index(None, "session_id"),
     Index(None, "media_node_id"),
     Index(None, "created_at"),
@@ -154,6 +159,7 @@ participants = Table(
     metadata,
     Column("unique_session_id", String(_ID), nullable=False),
     Column("connection_id", String(_ID), nullable=False),
+    Column("session_id", String(_ID)),
     _at("joined_at"),
     _at("left_at"),
     Column("duration_s", Integer),
@@ -172,11 +178,17 @@ recordings = Table(
     metadata,
     Column("unique_session_id", String(_ID), nullable=False),
     Column("id", String(_ID), nullable=False),
+    Column("session_id", String(_ID)),
     Column("media_node_id", String(_ID)),
+    Column("name", Text),
+    Column("output_mode", String(32)),
     Column("status", String(32)),
     _at("started_at"),
     _at("stopped_at"),
     Column("reason", String(64)),
+    Column("duration_s", Float),
+    Column("size_bytes", BigInteger),
+    Column("status_order", BigInteger),
     PrimaryKeyConstraint("unique_session_id", "id"),
 )
 
@@ -189,12 +201,15 @@ node_incidents = Table(
     _at("deadline_at"),
     Column("cause", String(64)),
     Column("outcome", String(16), nullable=False, server_default="pending"),
+    Column("outcome_order", Integer),
     _at("reconnected_at"),
     _at("crashed_at"),
     _at("recovered_at"),
     _at("removed_at"),
     Column("sessions_closed", Integer, nullable=False, server_default="0"),
     Column("participants_evicted", Integer, nullable=False, server_default="0"),
+    Column("recordings_stopped", Integer, nullable=False, server_default="0"),
+    Column("broadcasts_stopped", Integer, nullable=False, server_default="0"),
     Index(None, "media_node_id"),
 )
 
@@ -202,16 +217,19 @@ session_recoveries = Table(
     "session_recoveries",
     metadata,
     Column("old_unique_session_id", String(_ID), primary_key=True),
-    Column("new_unique_session_id", String(_ID), nullable=False),
     Column("session_id", String(_ID), nullable=False),
     Column("from_node", String(_ID)),
-    Column("to_node", String(_ID)),
+    Column("incident_id", String(_ID)),
     _at("crashed_at"),
+    Column("participants_before", Integer, nullable=False, server_default="0"),
+    # Set when a new incarnation is created within the recovery window; NULL until then.
+    Column("new_unique_session_id", String(_ID)),
+    Column("to_node", String(_ID)),
     _at("recovered_at"),
     Column("time_to_recover_ms", BigInteger),
-    Column("participants_before", Integer),
-    Column("participants_returned", Integer),
+    Column("participants_returned", Integer, nullable=False, server_default="0"),
     Index(None, "session_id"),
+    Index(None, "new_unique_session_id"),
 )
 
 consumed_positions = Table(

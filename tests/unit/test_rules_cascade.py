@@ -15,7 +15,7 @@ from services.core.rules import Emit, RuleSettings
 from services.core.schemas import compiled_validator
 from tests.support import openvidu_keys as ov
 from tests.support.openvidu_keys import with_event
-from tests.unit.rules_builders import (
+from tests.support.rules_builders import (
     GRACE_MS,
     T0,
     Rig,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.core.rules import Input, RuleSettings
-from tests.unit.rules_builders import (
+from tests.support.rules_builders import (
     GRACE_MS,
     LIVENESS_PARTITION,
     T0,

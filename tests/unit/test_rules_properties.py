@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from services.core.codec import ce_id
 from services.core.rules import InMemoryRulesStore, Input, NodeEngine, Output, RuleSettings
-from tests.unit.rules_builders import (
+from tests.support.rules_builders import (
     GRACE_MS,
     T0,
     Payload,

@@ -1,0 +1,83 @@
+"""One record of the CDR or node-facts topic, as the projector reads it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from services.core import codec
+from services.core.errors import InvalidJson
+from services.core.events import CDR_EVENTS, NODE_FACT_EVENTS
+from services.core.projection.mapping import contributions
+
+__all__ = ["ProjectedRecord", "Skipped", "parse_record"]
+
+Source = Literal["cdr", "nodes"]
+_EVENTS = {"cdr": CDR_EVENTS, "nodes": NODE_FACT_EVENTS}
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectedRecord:
+    """A known event with what the projection needs from its headers and position."""
+
+    source: Source
+    topic: str
+    partition: int
+    offset: int
+    event: str
+    body: dict[str, Any]
+    event_id: str
+    media_node_id: str | None
+    incident_id: str | None
+
+    @property
+    def timestamp(self) -> int:
+        return int(self.body["timestamp"])
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A record the projection cannot use; its position advances and it is counted."""
+
+    reason: Literal["invalidJson", "unknownEvent", "schemaViolation"]
+    detail: str
+
+
+def parse_record(
+    source: Source,
+    topic: str,
+    partition: int,
+    offset: int,
+    value: bytes | None,
+    headers: Iterable[tuple[str, bytes]],
+) -> ProjectedRecord | Skipped:
+    """Parse one record; anything but a known event with an integer timestamp is ``Skipped``."""
+    try:
+        body = codec.decode_json_object(value)
+    except InvalidJson as error:
+        return Skipped("invalidJson", str(error))
+    event = body.get("event")
+    if not isinstance(event, str) or event not in _EVENTS[source]:
+        return Skipped("unknownEvent", f"event {event!r} is not a {source} event")
+    timestamp = body.get("timestamp")
+    if not isinstance(timestamp, int) or isinstance(timestamp, bool):
+        return Skipped("unknownEvent", f"{event} without an integer timestamp")
+    found = {name: raw.decode("utf-8", "replace") for name, raw in headers}
+    event_id = found.get("ce_id") or codec.ce_id(event, body)
+    record = ProjectedRecord(
+        source,
+        topic,
+        partition,
+        offset,
+        event,
+        body,
+        event_id,
+        found.get("ce_medianodeid"),
+        found.get("ce_incidentid"),
+    )
+    try:
+        contributions(record)  # what the store will do with it, checked before any write
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        return Skipped("schemaViolation", f"{event} lacks or mistypes {error}")
+    return record

@@ -1,0 +1,314 @@
+"""Writing the projection: one transaction per batch, rows and consumed positions together.
+
+``ProjectionStore.apply`` is the projector's whole effect on the database:
+1. insert the batch's CDR events, skipping event ids already there (``ON CONFLICT DO NOTHING
+   RETURNING``): only those inserted now contribute, which makes counters exact under redelivery;
+2. fold every contribution per row in memory with the merge rules of ``services.core.projection``
+   and upsert each table once, the same rules rendered as SQL (``ON CONFLICT DO UPDATE``), so
+   concurrent projectors and any interleaving of partitions give the same rows;
+3. link recoveries (CONTRACT §10), which needs the crashed incarnation: it is read back after
+   step 2, so a crash and its re-creation in one batch link as well as across batches;
+4. move the consumed positions forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from services.core.projection import (
+    TABLES,
+    Add,
+    Candidate,
+    Creation,
+    First,
+    Join,
+    Latest,
+    Max,
+    Min,
+    ProjectedRecord,
+    Row,
+    TableSpec,
+    contributions,
+    link_recoveries,
+    returned_participants,
+    utc,
+)
+from services.store import models
+
+__all__ = ["PROJECTION_TABLES", "AppliedBatch", "Position", "ProjectionStore"]
+
+PROJECTOR = "projector"
+Position = tuple[str, int]  # (topic, partition)
+
+#: Every table the projector owns; ``rebuild`` empties these and nothing else.
+PROJECTION_TABLES: tuple[Table, ...] = (
+    models.cdr_events,
+    models.sessions,
+    models.participants,
+    models.recordings,
+    models.media_nodes,
+    models.node_incidents,
+    models.session_recoveries,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedBatch:
+    events: int  # CDR events new to the store
+    duplicates: int  # CDR events already stored (redelivered)
+    facts: int  # node facts applied
+
+
+class ProjectionStore:
+    """The projector's writes and the few reads it needs, on SQLite or PostgreSQL."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        recovery_window: timedelta = timedelta(seconds=300),
+        consumer: str = PROJECTOR,
+    ) -> None:
+        self.engine = engine
+        self.recovery_window = recovery_window
+        self.consumer = consumer
+        self._upserts = {name: _upsert(engine.dialect.name, spec) for name, spec in TABLES.items()}
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def positions(self) -> dict[Position, int]:
+        """The next offset to read per (topic, partition), as committed with the rows."""
+        t = models.consumed_positions
+        query = select(t.c.topic, t.c.partition, t.c.next_offset).where(
+            t.c.consumer == self.consumer
+        )
+        with self.engine.connect() as conn:
+            return {(topic, part): offset for topic, part, offset in conn.execute(query)}
+
+    def is_empty(self) -> bool:
+        with self.engine.connect() as conn:
+            for table in PROJECTION_TABLES:
+                if conn.execute(select(func.count()).select_from(table)).scalar_one():
+                    return False
+            positions = models.consumed_positions
+            mine = positions.c.consumer == self.consumer
+            return not conn.execute(select(func.count()).where(mine)).scalar_one()
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Empty the projection (not the webhook tables) and forget the consumed positions."""
+        with self.engine.begin() as conn:
+            for table in PROJECTION_TABLES:
+                conn.execute(delete(table))
+            positions = models.consumed_positions
+            conn.execute(delete(positions).where(positions.c.consumer == self.consumer))
+
+    def apply(
+        self, records: Sequence[ProjectedRecord], positions: Mapping[Position, int]
+    ) -> AppliedBatch:
+        """Project ``records`` and store ``positions`` (next offsets) in one transaction."""
+        with self.engine.begin() as conn:
+            events = [r for r in _unique(records) if r.source == "cdr"]
+            fresh = self._insert_events(conn, events)
+            applied = [r for r in _unique(records) if r.source == "nodes" or r.event_id in fresh]
+            self._merge_rows(conn, applied)
+            self._link_recoveries(conn, [r for r in applied if r.source == "cdr"])
+            self._advance(conn, positions)
+        facts = len(records) - sum(1 for r in records if r.source == "cdr")
+        return AppliedBatch(len(fresh), len(events) - len(fresh), facts)
+
+    def _insert_events(self, conn: Connection, events: Sequence[ProjectedRecord]) -> set[str]:
+        if not events:
+            return set()
+        t = models.cdr_events
+        statement = (
+            _insert(conn.dialect.name, t)
+            .on_conflict_do_nothing(index_elements=[t.c.event_id])
+            .returning(t.c.event_id)
+        )
+        result = conn.execute(statement, [_event_row(r) for r in events])
+        return set(result.scalars().all())
+
+    def _merge_rows(self, conn: Connection, records: Iterable[ProjectedRecord]) -> None:
+        rows: dict[str, dict[tuple[Any, ...], Row]] = {name: {} for name in TABLES}
+        for record in records:
+            for c in contributions(record):
+                spec, table_rows = TABLES[c.table], rows[c.table]
+                current = table_rows.get(c.key) or spec.empty_row(c.key)
+                table_rows[c.key] = spec.merge(current, c.values)
+        for name, table_rows in rows.items():
+            if table_rows:
+                ordered = [table_rows[key] for key in sorted(table_rows, key=_sort_key)]
+                conn.execute(self._upserts[name], ordered)
+
+    def _link_recoveries(self, conn: Connection, records: Sequence[ProjectedRecord]) -> None:
+        creations = [
+            Creation(
+                r.body["uniqueSessionId"], r.body["sessionId"], r.media_node_id, _at(r.timestamp)
+            )
+            for r in records
+            if r.event == "sessionCreated"
+        ]
+        joins = [
+            Join(r.body["uniqueSessionId"], _at(r.timestamp))
+            for r in records
+            if r.event == "participantJoined"
+        ]
+        t = models.session_recoveries
+        if creations:
+            waiting = conn.execute(
+                select(t.c.old_unique_session_id, t.c.session_id, t.c.crashed_at).where(
+                    t.c.session_id.in_({c.session_id for c in creations}),
+                    t.c.new_unique_session_id.is_(None),
+                    t.c.crashed_at.is_not(None),
+                )
+            )
+            candidates = [Candidate(*row) for row in waiting]
+            for link in link_recoveries(candidates, creations, self.recovery_window):
+                conn.execute(
+                    update(t)
+                    .where(t.c.old_unique_session_id == link.old_unique_session_id)
+                    .values(
+                        new_unique_session_id=link.new_unique_session_id,
+                        to_node=link.to_node,
+                        recovered_at=link.recovered_at,
+                        time_to_recover_ms=link.time_to_recover_ms,
+                    )
+                )
+        if joins:
+            recovered = conn.execute(
+                select(t.c.new_unique_session_id, t.c.crashed_at).where(
+                    t.c.new_unique_session_id.in_({j.unique_session_id for j in joins})
+                )
+            )
+            crash_times = {row.new_unique_session_id: row.crashed_at for row in recovered}
+            counts = returned_participants(crash_times, joins, self.recovery_window)
+            for usid, count in sorted(counts.items()):
+                conn.execute(
+                    update(t)
+                    .where(t.c.new_unique_session_id == usid)
+                    .values(participants_returned=t.c.participants_returned + count)
+                )
+
+    def _advance(self, conn: Connection, positions: Mapping[Position, int]) -> None:
+        if not positions:
+            return
+        t = models.consumed_positions
+        statement = _insert(conn.dialect.name, t)
+        statement = statement.on_conflict_do_update(
+            index_elements=[t.c.consumer, t.c.topic, t.c.partition],
+            set_={
+                "next_offset": _greatest(t.c.next_offset, statement.excluded.next_offset),
+                "updated_at": statement.excluded.updated_at,
+            },
+        )
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "consumer": self.consumer,
+                "topic": topic,
+                "partition": part,
+                "next_offset": offset,
+                "updated_at": now,
+            }
+            for (topic, part), offset in sorted(positions.items())
+        ]
+        conn.execute(statement, rows)
+
+
+def _unique(records: Iterable[ProjectedRecord]) -> list[ProjectedRecord]:
+    seen: set[str] = set()
+    out = []
+    for r in records:
+        if r.source == "nodes" or r.event_id not in seen:
+            seen.add(r.event_id)
+            out.append(r)
+    return out
+
+
+def _event_row(r: ProjectedRecord) -> dict[str, Any]:
+    b = r.body
+    return {
+        "event_id": r.event_id,
+        "event": r.event,
+        "occurred_at": _at(r.timestamp),
+        "timestamp_ms": r.timestamp,
+        "session_id": b.get("sessionId"),
+        "unique_session_id": b.get("uniqueSessionId"),
+        "connection_id": b.get("connectionId") or b.get("participantId"),
+        "media_node_id": r.media_node_id,
+        "incident_id": r.incident_id,
+        "reason": b.get("reason"),
+        "payload": b,
+        "source_topic": r.topic,
+        "source_partition": r.partition,
+        "source_offset": r.offset,
+    }
+
+
+def _at(timestamp_ms: int) -> datetime:
+    at = utc(timestamp_ms)
+    assert at is not None
+    return at
+
+
+def _sort_key(key: tuple[Any, ...]) -> tuple[str, ...]:
+    """Rows are written in key order, so concurrent writers lock rows in the same order."""
+    return tuple(str(part) for part in key)
+
+
+def _insert(dialect: str, table: Table) -> Any:
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise ValueError(f"the projection store supports SQLite and PostgreSQL, not {dialect}")
+
+
+def _upsert(dialect: str, spec: TableSpec) -> Insert:
+    """``INSERT … ON CONFLICT DO UPDATE`` applying ``spec``'s merge rule to every column."""
+    table = models.metadata.tables[spec.name]
+    statement = _insert(dialect, table)
+    new = statement.excluded
+    merged: dict[str, ColumnElement[Any]] = {}
+    for name, policy in spec.columns.items():
+        old = table.c[name]
+        if isinstance(policy, First):
+            merged[name] = func.coalesce(old, new[name])
+        elif isinstance(policy, Max):
+            merged[name] = _greatest(old, new[name])
+        elif isinstance(policy, Min):
+            merged[name] = case((old.is_(None), new[name]), (new[name] < old, new[name]), else_=old)
+        elif isinstance(policy, Add):
+            merged[name] = old + new[name]
+        elif isinstance(policy, Latest):
+            new_order, old_order = new[policy.order], table.c[policy.order]
+            newer = and_(new_order.is_not(None), or_(old_order.is_(None), new_order >= old_order))
+            merged[name] = case((newer, new[name]), else_=old)
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[table.c[k] for k in spec.key], set_=merged
+    )
+
+
+def _greatest(old: ColumnElement[Any], new: ColumnElement[Any]) -> ColumnElement[Any]:
+    return case((old.is_(None), new), (new > old, new), else_=old)
