@@ -13,6 +13,8 @@ from services.localdev.kafka import kafka_cli
 
 __all__ = ["main"]
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
@@ -123,3 +125,125 @@ def migrate(revision: str) -> None:
     url = DatabaseSettings().database_url
     upgrade(url, revision)
     click.echo(f"schema at {revision}")
+
+
+@main.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+def projector(loglevel: str) -> None:
+    """Run the projector: CDR and node facts → SQL (MEDIACDR_DATABASE_URL) until interrupted."""
+    import logging
+
+    from services.config import ProjectorSettings
+    from services.projector.service import run_projector
+
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    run_projector(ProjectorSettings())
+
+
+@main.command()
+@click.option(
+    "--replace", is_flag=True, help="Empty an existing projection first (webhook tables are kept)."
+)
+def rebuild(replace: bool) -> None:
+    """Replay the CDR and node-facts topics from the start into the SQL projection.
+
+    Stop the projector first. Afterwards it continues from where the rebuild stopped.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from services.config import ProjectorSettings
+    from services.core.errors import MediaCdrError
+    from services.projector.rebuild import rebuild as run_rebuild
+
+    with Progress(console=Console(stderr=True), transient=False) as progress:
+        task = progress.add_task("rebuilding", total=None)
+        try:
+            report = asyncio.run(
+                run_rebuild(
+                    ProjectorSettings(),
+                    replace=replace,
+                    on_total=lambda n: progress.update(task, total=n),
+                    on_batch=lambda b: progress.advance(task, b.read),
+                )
+            )
+        except MediaCdrError as e:
+            raise click.ClickException(str(e)) from e
+    t = report.totals
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(t.skipped.items())) or "none"
+    click.echo(
+        f"rebuilt from {t.read} records: {t.events} CDR events, {t.facts} node facts, "
+        f"{t.duplicates} duplicates dropped, skipped: {skipped}"
+    )
+
+
+class _Instant(click.ParamType):
+    """An instant: epoch milliseconds or ISO 8601 (``2026-11-25T10:00:00Z``)."""
+
+    name = "instant"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        from datetime import UTC, datetime
+
+        text = str(value).strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{text!r} is neither epoch ms nor ISO 8601", param, ctx)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp() * 1000)
+
+
+@main.group()
+def cdr() -> None:
+    """The CDR log (the mediacdr.cdr topic)."""
+
+
+@cdr.command("export")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default="-",
+    show_default=True,
+    help="File to write; - is stdout.",
+)
+@click.option("--since", type=_Instant(), default=None, help="From this instant (inclusive).")
+@click.option("--until", type=_Instant(), default=None, help="Up to this instant (exclusive).")
+def cdr_export(output: str, since: int | None, until: int | None) -> None:
+    """Write the CDR in OpenVidu's CDR file format (JSON Lines, event name as the root key),
+    ordered by (timestamp, partition, offset), each event once."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from services.ops.export import export_cdr
+
+    settings = KafkaSettings()
+    with (
+        click.open_file(output, "w", encoding="utf-8") as stream,
+        Progress(console=Console(stderr=True), transient=True) as progress,
+    ):
+        task = progress.add_task("reading the CDR", total=None)
+        report = asyncio.run(
+            export_cdr(
+                settings.kafka_bootstrap,
+                settings.topic_cdr,
+                stream,
+                since_ms=since,
+                until_ms=until,
+                on_total=lambda n: progress.update(task, total=n),
+                on_read=lambda n: progress.advance(task, n),
+            )
+        )
+    click.echo(
+        f"{report.written} events written, {report.duplicates} repeats dropped"
+        + (f", {report.unreadable} unreadable records skipped" if report.unreadable else ""),
+        err=True,
+    )

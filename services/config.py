@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DatabaseSettings", "DetectorSettings", "KafkaSettings", "Topics"]
+__all__ = ["DatabaseSettings", "DetectorSettings", "KafkaSettings", "ProjectorSettings", "Topics"]
 
 
 class _Base(BaseSettings):
@@ -52,3 +52,12 @@ class DatabaseSettings(_Base):
 
     database_url: str = "sqlite:///var/mediacdr.db"
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+
+
+class ProjectorSettings(KafkaSettings, DatabaseSettings):
+    """The projector: CDR and node facts → SQL (CONTRACT §10, §12)."""
+
+    projector_group_id: str = "mediacdr-projector"
+    projector_batch_size: int = Field(default=5000, ge=1)
+    projector_batch_wait_ms: int = Field(default=200, ge=0)
+    recovery_window_s: int = Field(default=300, ge=0)

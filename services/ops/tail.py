@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-__all__ = ["TailedRecord", "collect", "describe", "read_topic"]
+__all__ = ["TailedRecord", "collect", "describe", "read_topic", "topic_partitions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ async def read_topic(
     await consumer.start()
     try:
         try:
-            tps = await _partitions(bootstrap, topic, asyncio.get_running_loop().time())
+            tps = await topic_partitions(bootstrap, topic, asyncio.get_running_loop().time())
         except TimeoutError:
             return
         consumer.assign(tps)
@@ -71,7 +71,7 @@ async def collect(
     matched: list[TailedRecord] = []
     try:
         deadline = asyncio.get_running_loop().time() + timeout_s
-        tps = await _partitions(bootstrap, topic, deadline)
+        tps = await topic_partitions(bootstrap, topic, deadline)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         while len(matched) < count:
@@ -91,7 +91,7 @@ async def collect(
     return matched
 
 
-async def _partitions(bootstrap: str, topic: str, deadline: float) -> list[TopicPartition]:
+async def topic_partitions(bootstrap: str, topic: str, deadline: float) -> list[TopicPartition]:
     """The topic's partitions, waiting for a topic that is being created."""
     loop = asyncio.get_running_loop()
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

@@ -11,7 +11,7 @@ from services.core.errors import InvalidJson
 from services.core.events import CDR_EVENTS, NODE_FACT_EVENTS
 from services.core.projection.mapping import contributions
 
-__all__ = ["ProjectedRecord", "Skipped", "parse_record"]
+__all__ = ["ProjectedRecord", "Skipped", "Source", "parse_record"]
 
 Source = Literal["cdr", "nodes"]
 _EVENTS = {"cdr": CDR_EVENTS, "nodes": NODE_FACT_EVENTS}

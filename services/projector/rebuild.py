@@ -1,0 +1,92 @@
+"""`mediacdr rebuild`: replay the CDR and node-facts topics from the start into the projection.
+
+The same ``Projector`` as the live service, reading every partition from its first offset up to
+the end offsets seen at the start. Webhook tables are left alone. The consumed positions are
+stored as it goes, so a projector started afterwards continues where the rebuild stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer
+
+from services.config import ProjectorSettings
+from services.core.errors import MediaCdrError
+from services.ops.tail import topic_partitions
+from services.projector.batches import BatchReport, Projector
+from services.projector.service import projection_store
+
+__all__ = ["NotEmpty", "RebuildReport", "rebuild"]
+
+
+class NotEmpty(MediaCdrError):
+    """The database already holds a projection and the caller did not ask to replace it."""
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    total: int
+    totals: BatchReport
+
+
+async def rebuild(
+    settings: ProjectorSettings,
+    *,
+    replace: bool = False,
+    on_total: Callable[[int], None] = lambda _n: None,
+    on_batch: Callable[[BatchReport], None] = lambda _b: None,
+) -> RebuildReport:
+    store = projection_store(settings)
+    try:
+        if not store.is_empty():
+            if not replace:
+                raise NotEmpty(
+                    "the database already holds a projection; stop the projector and run "
+                    "`mediacdr rebuild --replace` to empty it (webhook tables are kept)"
+                )
+            store.reset()
+        projector = Projector(settings, store)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            max_poll_records=settings.projector_batch_size,
+        )
+        await consumer.start()
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            tps = [
+                tp
+                for topic in projector.topics
+                for tp in await topic_partitions(settings.kafka_bootstrap, topic, deadline)
+            ]
+            consumer.assign(tps)
+            starts = await consumer.beginning_offsets(tps)
+            ends = await consumer.end_offsets(tps)
+            await consumer.seek_to_beginning(*tps)
+            total = sum(ends[tp] - starts[tp] for tp in tps)
+            on_total(total)
+            totals = BatchReport()
+            remaining = {tp for tp in tps if ends[tp] > starts[tp]}
+            while remaining:
+                batch = await consumer.getmany(
+                    *remaining, timeout_ms=1000, max_records=settings.projector_batch_size
+                )
+                wanted = {
+                    tp: [r for r in records if r.offset < ends[tp]] for tp, records in batch.items()
+                }
+                wanted = {tp: records for tp, records in wanted.items() if records}
+                if wanted:
+                    report = projector.project(wanted)
+                    totals.add(report)
+                    on_batch(report)
+                for tp, records in batch.items():
+                    if records and records[-1].offset + 1 >= ends[tp]:
+                        remaining.discard(tp)
+        finally:
+            await consumer.stop()
+        return RebuildReport(total, totals)
+    finally:
+        store.engine.dispose()

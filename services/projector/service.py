@@ -1,0 +1,120 @@
+"""`mediacdr projector`: a consumer-group member that keeps the SQL projection up to date.
+
+Positions live in SQL, written in the same transaction as the rows, so on every assignment the
+projector seeks to them (Kafka's committed offsets are written too, after each batch, but only so
+that the usual lag tools work). A kill -9 at any moment leaves the database at the end of a whole
+batch; the restart re-reads from there, and event-id deduplication absorbs any overlap with a
+projector that held the partition before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from datetime import timedelta
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+from services.config import ProjectorSettings
+from services.projector.batches import BatchReport, Projector
+from services.store import make_engine
+from services.store.projection import ProjectionStore
+from services.topics import ensure_topics
+
+__all__ = ["projection_store", "run_projector", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+def projection_store(settings: ProjectorSettings) -> ProjectionStore:
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    return ProjectionStore(engine, recovery_window=timedelta(seconds=settings.recovery_window_s))
+
+
+class _SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: AIOKafkaConsumer, store: ProjectionStore) -> None:
+        self.consumer, self.store = consumer, store
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        stored = await asyncio.to_thread(self.store.positions)
+        fresh = []
+        for tp in assigned:
+            position = stored.get((tp.topic, tp.partition))
+            if position is None:
+                fresh.append(tp)
+            else:
+                self.consumer.seek(tp, position)
+        if fresh:
+            await self.consumer.seek_to_beginning(*fresh)
+        log.info("assigned %d partitions (%d never projected)", len(assigned), len(fresh))
+
+
+async def serve(
+    settings: ProjectorSettings,
+    stop: asyncio.Event,
+    on_batch: Callable[[BatchReport], None] | None = None,
+) -> BatchReport:
+    """Project until ``stop`` is set; returns the totals."""
+    await ensure_topics(settings)
+    store = projection_store(settings)
+    projector = Projector(settings, store)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.projector_group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.projector_batch_size,
+    )
+    consumer.subscribe(projector.topics, listener=_SeekToStoredPositions(consumer, store))
+    await consumer.start()
+    totals = BatchReport()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(
+                timeout_ms=settings.projector_batch_wait_ms,
+                max_records=settings.projector_batch_size,
+            )
+            batch = {tp: records for tp, records in batch.items() if records}
+            if not batch:
+                continue
+            report = await asyncio.to_thread(projector.project, batch)
+            totals.add(report)
+            if on_batch is not None:
+                on_batch(report)
+            with contextlib.suppress(Exception):  # lag reporting only; SQL is the truth
+                await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batch.items()})
+    finally:
+        await consumer.stop()
+        store.engine.dispose()
+    return totals
+
+
+def run_projector(settings: ProjectorSettings) -> None:
+    """Run until SIGINT or SIGTERM; the batch in progress is finished first."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        def report(batch: BatchReport) -> None:
+            log.info(
+                "batch: %d read, %d events, %d duplicates, %d facts, skipped %s",
+                batch.read,
+                batch.events,
+                batch.duplicates,
+                batch.facts,
+                dict(batch.skipped) or "none",
+            )
+
+        totals = await serve(settings, stop, report)
+        log.info("stopped after %d records (%d events)", totals.read, totals.events)
+
+    asyncio.run(main())
