@@ -118,3 +118,31 @@ def to_records(
             )
         )
     return records
+
+
+def busy_cluster(sessions: int, participants: int = 3, t0: int = T0) -> list[Output]:
+    """What the detector writes for a busy cluster: ``sessions`` sessions over three nodes, each
+    with people who join and leave; node C crashes with its open sessions at the end."""
+    rig = Rig()
+    nodes = ["media_i-0c01", "media_i-0c02", "media_i-0c03"]
+    out: list[Output] = []
+    for i, node in enumerate(nodes):
+        out += rig.liveness(node_connected(node, t0 + i))
+    t = t0 + 100
+    for n in range(sessions):
+        node, sid = nodes[n % 3], f"ses_{n:06d}"
+        created = t
+        out += rig.session(node, session_created(sid, created, node))
+        people = [f"con_{n:06d}_{p}" for p in range(participants)]
+        for p, cid in enumerate(people):
+            out += rig.session(node, participant_joined(sid, cid, created + 10 + p))
+        if node != nodes[2]:
+            for p, cid in enumerate(people):
+                out += rig.session(
+                    node, participant_left(sid, cid, created + 5_000 + p, created + 10 + p)
+                )
+            out += rig.session(node, session_destroyed(sid, created + 6_000, created))
+        t += 20
+    out += rig.liveness(node_disconnected(nodes[2], t + 10_000))
+    out += rig.advance(nodes[2], t + 10_000 + GRACE_MS)
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -10,7 +11,10 @@ from aiokafka import AIOKafkaProducer
 
 from services.ops.tail import TailedRecord, collect
 
-__all__ = ["body", "collect", "headers_of", "produce"]
+__all__ = ["Record", "body", "collect", "headers_of", "produce", "produce_many"]
+
+#: (topic, key, value, headers, timestamp_ms)
+Record = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]], int | None]
 
 
 async def produce(
@@ -22,6 +26,24 @@ async def produce(
     try:
         for topic, key, value in records:
             await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def produce_many(bootstrap: str, records: Sequence[Record]) -> None:
+    """Send many records with headers and timestamps, pipelined; wait for every acknowledgement.
+
+    Records of one partition keep their order (one producer, idempotence on)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+    )
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(topic, value, key=key, headers=headers, timestamp_ms=ts)
+            for topic, key, value, headers, ts in records
+        ]
+        await asyncio.gather(*sent)
     finally:
         await producer.stop()
 

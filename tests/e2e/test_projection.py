@@ -1,0 +1,224 @@
+"""The projector on a real broker and a real PostgreSQL (CONTRACT §10, §12).
+
+The detector and the projector run as processes; the test waits for the projection by reading
+the consumed positions the projector commits with its rows (SQL has no change notification to
+await, so this polls the database, never the clock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from services.config import DetectorSettings, ProjectorSettings
+from services.core.rules import Emit
+from services.detector.output import OutputBuilder
+from services.ops.export import export_cdr
+from services.ops.tail import topic_partitions
+from services.projector.rebuild import NotEmpty, rebuild
+from services.store import models
+from services.store.projection import ProjectionStore
+from tests.support.cdr_story import busy_cluster
+from tests.support.cluster import ClusterScript
+from tests.support.databases import fresh_database_url, migrated_engine, snapshot
+from tests.support.kafka import body, produce, produce_many
+from tests.support.services import Deployment, new_deployment, running_service
+
+GRACE = 3000
+
+
+def end_offsets(d: Deployment) -> dict[tuple[str, int], int]:
+    from aiokafka import AIOKafkaConsumer
+
+    async def read() -> dict[tuple[str, int], int]:
+        deadline = asyncio.get_running_loop().time() + 30
+        tps = [
+            tp
+            for role in ("cdr", "nodes")
+            for tp in await topic_partitions(d.bootstrap, d.topic(role), deadline)
+        ]
+        consumer = AIOKafkaConsumer(bootstrap_servers=d.bootstrap)
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(tps)
+        finally:
+            await consumer.stop()
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items() if offset}
+
+    return asyncio.run(read())
+
+
+def wait_projected(engine: Engine, d: Deployment, timeout: float = 90) -> None:
+    """Until the projector's committed positions reach the topics' current ends."""
+    wanted = end_offsets(d)
+    store = ProjectionStore(engine)
+    deadline = time.monotonic() + timeout
+    while True:
+        stored = store.positions()
+        if all(stored.get(tp, 0) >= end for tp, end in wanted.items()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"projected {stored}, wanted {wanted}")
+        time.sleep(0.1)  # polling the database: SQL has no notification to await
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)  # polling the database, as above
+
+
+def projector_settings(d: Deployment, url: str) -> ProjectorSettings:
+    topics = {f"topic_{role}": d.topic(role) for role in ("cdr", "nodes")}
+    return ProjectorSettings(
+        kafka_bootstrap=d.bootstrap, partitions=d.partitions, database_url=url, **topics
+    )
+
+
+def test_detector_and_projector_turn_a_cluster_story_into_sql(
+    kafka_bootstrap: str, postgres_url: str, tmp_path: Path
+) -> None:
+    d = new_deployment(kafka_bootstrap, tmp_path)
+    url = fresh_database_url("postgresql", tmp_path, postgres_url)
+    engine = migrated_engine(url)
+    a, b, t = "media_pa", "media_pb", int(time.time() * 1000) + 500
+    script = ClusterScript()
+    script.liveness("nodeConnected", a, t - 3000, ip="10.0.0.1", clusterId="C1")
+    script.liveness("nodeConnected", b, t - 3000, ip="10.0.0.2", clusterId="C1")
+    script.create("ses_S", a, t - 2900).join("ses_S", "con_1", t - 2800)
+    script.join("ses_S", "con_2", t - 2700).record("ses_S", t - 2600)
+    script.create("ses_Q", b, t - 2500).join("ses_Q", "con_9", t - 2400)
+    script.liveness("nodeDisconnected", a, t - 2000)  # a blip
+    script.liveness("nodeConnected", a, t - 1000)
+    script.liveness("nodeDisconnected", a, t)  # the crash
+    topics = {"liveness": d.topic("liveness"), "sessions": d.topic("sessions")}
+    with (
+        running_service(d, "detector"),
+        running_service(d, "projector", MEDIACDR_DATABASE_URL=url),
+    ):
+        asyncio.run(produce(d.bootstrap, script.encoded(topics)))
+        d.wait("cdr", 1, lambda r: body(r).get("event") == "sessionDestroyed", timeout=90)
+        back = int(time.time() * 1000)
+        again = ClusterScript().create("ses_S", b, back).join("ses_S", "con_3", back + 100)
+        again.join("ses_S", "con_4", back + 200).liveness("nodeConnected", a, back + 300)
+        asyncio.run(produce(d.bootstrap, again.encoded(topics)))
+        d.wait("cdr", 1, lambda r: body(r).get("event") == "nodeRecovered", timeout=60)
+        d.wait("cdr", 2, lambda r: body(r).get("connectionId") in ("con_3", "con_4"))
+        wait_projected(engine, d)
+
+    incident, blip = f"{a}_{t}", f"{a}_{t - 2000}"
+    with engine.connect() as conn:
+        incidents = {r.incident_id: r for r in conn.execute(select(models.node_incidents))}
+        assert incidents[blip].outcome == "reconnected"
+        crash = incidents[incident]
+        assert (crash.outcome, crash.sessions_closed, crash.participants_evicted) == (
+            "crashed",
+            1,
+            2,
+        )
+        assert crash.recordings_stopped == 1
+        assert crash.recovered_at is not None
+        assert int(crash.crashed_at.timestamp() * 1000) == t + GRACE
+        sessions = {r.unique_session_id: r for r in conn.execute(select(models.sessions))}
+        old = sessions[f"ses_S_{t - 2900}"]
+        assert (old.reason, old.media_node_id, old.incident_id) == ("nodeCrashed", a, incident)
+        assert int(old.media_lost_at.timestamp() * 1000) == t
+        assert sessions[f"ses_S_{back}"].media_node_id == b
+        assert sessions[f"ses_Q_{t - 2500}"].destroyed_at is None
+        (recovery,) = conn.execute(select(models.session_recoveries)).all()
+        assert recovery.new_unique_session_id == f"ses_S_{back}"
+        assert (recovery.from_node, recovery.to_node) == (a, b)
+        assert recovery.time_to_recover_ms == back - (t + GRACE)
+        assert (recovery.participants_before, recovery.participants_returned) == (2, 2)
+        node_a = conn.execute(select(models.media_nodes).where(models.media_nodes.c.id == a)).one()
+        assert (node_a.status, node_a.connected, node_a.ip) == ("running", True, "10.0.0.1")
+
+    # The same topics replayed into an empty database give the same rows, on both backends.
+    for backend in ("postgresql", "sqlite"):
+        rebuilt_url = fresh_database_url(backend, tmp_path, postgres_url)
+        rebuilt = migrated_engine(rebuilt_url)
+        report = asyncio.run(rebuild(projector_settings(d, rebuilt_url)))
+        assert report.totals.read == report.total > 0
+        assert snapshot(rebuilt) == snapshot(engine), backend
+        with pytest.raises(NotEmpty):
+            asyncio.run(rebuild(projector_settings(d, rebuilt_url)))
+        asyncio.run(rebuild(projector_settings(d, rebuilt_url), replace=True))
+        assert snapshot(rebuilt) == snapshot(engine), backend
+        rebuilt.dispose()
+
+    # The export: OpenVidu's CDR file format, in (timestamp, partition, offset) order.
+    out = io.StringIO()
+    asyncio.run(export_cdr(d.bootstrap, d.topic("cdr"), out))
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert all(len(line) == 1 and "event" not in next(iter(line.values())) for line in lines)
+    stamps = [next(iter(line.values()))["timestamp"] for line in lines]
+    assert stamps == sorted(stamps)
+    with engine.connect() as conn:
+        assert (
+            len(lines) == conn.execute(select(func.count()).select_from(models.cdr_events)).scalar()
+        )
+    crashed = [line["nodeCrashed"] for line in lines if "nodeCrashed" in line]
+    assert [c["timeOfDisconnection"] for c in crashed] == [t]
+    window = io.StringIO()
+    asyncio.run(export_cdr(d.bootstrap, d.topic("cdr"), window, since_ms=t + GRACE, until_ms=back))
+    inside = [json.loads(line) for line in window.getvalue().splitlines()]
+    assert inside and all(t + GRACE <= next(iter(x.values()))["timestamp"] < back for x in inside)
+    assert len(inside) == sum(1 for s in stamps if t + GRACE <= s < back)
+    engine.dispose()
+
+
+def test_kill_9_of_the_projector_mid_batch_loses_and_duplicates_nothing(
+    kafka_bootstrap: str, postgres_url: str, tmp_path: Path
+) -> None:
+    d = new_deployment(kafka_bootstrap, tmp_path)
+    url = fresh_database_url("postgresql", tmp_path, postgres_url)
+    engine = migrated_engine(url)
+    settings = DetectorSettings(**d.kafka_settings().model_dump())
+    builder = OutputBuilder(settings)
+    outputs = [builder.emit(e) for e in busy_cluster(3000) if isinstance(e, Emit)]
+    records = [(o.topic, o.key, o.value, list(o.headers), o.timestamp_ms) for o in outputs]
+    records = [r for r in records if r[0] != settings.topic_notifications]
+    redelivered = records[:500]  # the detector may write a record twice (same ce_id)
+    asyncio.run(produce_many(d.bootstrap, records + redelivered))
+    cdr_ids = {dict(r[3])["ce_id"].decode() for r in records if r[0] == settings.topic_cdr}
+
+    def events_stored() -> int:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(select(func.count()).select_from(models.cdr_events)).scalar_one()
+            )
+
+    small_batches = {"MEDIACDR_PROJECTOR_BATCH_SIZE": "200", "MEDIACDR_DATABASE_URL": url}
+    with running_service(d, "projector", log_name="projector-1", **small_batches) as first:
+        wait_until(lambda: events_stored() >= 2000, "the first projector made progress")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    killed_at = events_stored()
+    assert killed_at < len(cdr_ids), "the projector finished before the kill"
+    with running_service(d, "projector", log_name="projector-2", **small_batches):
+        wait_projected(engine, d)
+
+    with engine.connect() as conn:
+        stored = set(conn.execute(select(models.cdr_events.c.event_id)).scalars())
+        assert stored == cdr_ids
+        participants = conn.execute(select(func.count()).select_from(models.participants)).scalar()
+        assert participants == 3000 * 3
+        crash = conn.execute(select(models.node_incidents)).one()
+        assert (crash.sessions_closed, crash.participants_evicted) == (1000, 3000)
+    rebuilt_url = fresh_database_url("postgresql", tmp_path, postgres_url)
+    rebuilt = migrated_engine(rebuilt_url)
+    asyncio.run(rebuild(projector_settings(d, rebuilt_url)))
+    assert snapshot(rebuilt) == snapshot(engine)
+    rebuilt.dispose()
+    engine.dispose()
