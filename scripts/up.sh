@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 mkdir -p var
 export MEDIACDR_KAFKA_BOOTSTRAP="${MEDIACDR_KAFKA_BOOTSTRAP:-127.0.0.1:9092}"
+export MEDIACDR_DATABASE_URL="${MEDIACDR_DATABASE_URL:-sqlite:///var/mediacdr.db}"
 
 echo "==> Kafka (single-node KRaft, var/kafka)"
 $BIN/mediacdr kafka start
@@ -23,8 +24,12 @@ start_service() {  # name, then the command
   echo "    $name started (pid $!, log var/$name.log)"
 }
 
+echo "==> SQL schema ($MEDIACDR_DATABASE_URL)"
+$BIN/mediacdr migrate
+
 echo "==> services"
 start_service detector $BIN/mediacdr detector --loglevel INFO
+start_service projector $BIN/mediacdr projector
 
 START=$(date +%s%3N)
 echo "==> sample events"
@@ -40,12 +45,17 @@ echo "==> node facts (mediacdr.nodes): the blip is only here"
 $BIN/mediacdr tail mediacdr.nodes --brief
 echo "==> client notices (mediacdr.notifications)"
 $BIN/mediacdr tail mediacdr.notifications --brief
+echo "==> SQL (docs/SQL.md): the impact of each crash, once the projector has caught up"
+$BIN/mediacdr sql --wait-for-projector "
+  SELECT incident_id, outcome, sessions_closed, participants_evicted, recordings_stopped
+  FROM node_incidents ORDER BY disconnected_at"
 
 cat <<TXT
 
 mediacdr is up.
   broker      $MEDIACDR_KAFKA_BOOTSTRAP
   detector    log: var/detector.log
+  projector   log: var/projector.log, SQL in $MEDIACDR_DATABASE_URL (docs/SQL.md)
 Look at:
   .venv/bin/mediacdr tail mediacdr.cdr          # CDR records with their ce_* headers
   .venv/bin/mediacdr tail mediacdr.nodes        # incidents: the blip and the crash

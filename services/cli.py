@@ -7,6 +7,7 @@ import json
 import time
 
 import click
+from aiokafka.errors import KafkaError
 
 from services.config import DetectorSettings, KafkaSettings
 from services.localdev.kafka import kafka_cli
@@ -14,6 +15,14 @@ from services.localdev.kafka import kafka_cli
 __all__ = ["main"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+_UNREACHABLE = (KafkaError, OSError)
+
+
+def _kafka_down(error: Exception) -> click.ClickException:
+    bootstrap = KafkaSettings().kafka_bootstrap
+    return click.ClickException(
+        f"cannot read from Kafka at {bootstrap} (MEDIACDR_KAFKA_BOOTSTRAP): {error}"
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -134,12 +143,16 @@ def projector(loglevel: str) -> None:
     import logging
 
     from services.config import ProjectorSettings
+    from services.core.errors import MediaCdrError
     from services.projector.service import run_projector
 
-    logging.basicConfig(
-        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    run_projector(ProjectorSettings())
+    logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
+    try:
+        run_projector(ProjectorSettings())
+    except MediaCdrError as e:
+        raise click.ClickException(str(e)) from e
+    except _UNREACHABLE as e:
+        raise _kafka_down(e) from e
 
 
 @main.command()
@@ -171,6 +184,8 @@ def rebuild(replace: bool) -> None:
             )
         except MediaCdrError as e:
             raise click.ClickException(str(e)) from e
+        except _UNREACHABLE as e:
+            raise _kafka_down(e) from e
     t = report.totals
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(t.skipped.items())) or "none"
     click.echo(
@@ -231,19 +246,63 @@ def cdr_export(output: str, since: int | None, until: int | None) -> None:
         Progress(console=Console(stderr=True), transient=True) as progress,
     ):
         task = progress.add_task("reading the CDR", total=None)
-        report = asyncio.run(
-            export_cdr(
-                settings.kafka_bootstrap,
-                settings.topic_cdr,
-                stream,
-                since_ms=since,
-                until_ms=until,
-                on_total=lambda n: progress.update(task, total=n),
-                on_read=lambda n: progress.advance(task, n),
+        try:
+            report = asyncio.run(
+                export_cdr(
+                    settings.kafka_bootstrap,
+                    settings.topic_cdr,
+                    stream,
+                    since_ms=since,
+                    until_ms=until,
+                    on_total=lambda n: progress.update(task, total=n),
+                    on_read=lambda n: progress.advance(task, n),
+                )
             )
-        )
+        except _UNREACHABLE as e:
+            raise _kafka_down(e) from e
     click.echo(
         f"{report.written} events written, {report.duplicates} repeats dropped"
         + (f", {report.unreadable} unreadable records skipped" if report.unreadable else ""),
         err=True,
     )
+
+
+@main.command()
+@click.argument("statement")
+@click.option(
+    "--wait-for-projector",
+    is_flag=True,
+    help="First wait until the projection has applied everything now on the topics.",
+)
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait.")
+def sql(statement: str, wait_for_projector: bool, timeout: float) -> None:
+    """Run a read-only SQL STATEMENT on the projection (MEDIACDR_DATABASE_URL) and print it."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from services.config import ProjectorSettings
+    from services.core.errors import MediaCdrError
+    from services.ops.sql import query, wait_caught_up
+    from services.projector.service import projection_store
+
+    settings = ProjectorSettings()
+    try:
+        store = projection_store(settings)
+    except MediaCdrError as e:
+        raise click.ClickException(str(e)) from e
+    try:
+        if wait_for_projector:
+            try:
+                asyncio.run(wait_caught_up(settings, store, timeout))
+            except TimeoutError as e:
+                raise click.ClickException(str(e)) from e
+            except _UNREACHABLE as e:
+                raise _kafka_down(e) from e
+        columns, rows = query(store.engine, statement)
+    finally:
+        store.engine.dispose()
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    Console().print(table)
+    click.echo(f"{len(rows)} row(s)")

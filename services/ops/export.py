@@ -14,11 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
-from aiokafka import AIOKafkaConsumer
-
 from services.core import codec
 from services.core.errors import InvalidJson
 from services.ops.tail import topic_partitions
+from services.readers import started_reader
 
 __all__ = ["ExportReport", "cdr_line", "export_cdr"]
 
@@ -53,11 +52,9 @@ async def export_cdr(
     """Write the records stamped in ``[since_ms, until_ms)`` to ``out``."""
     deadline = asyncio.get_running_loop().time() + 30
     tps = await topic_partitions(bootstrap, topic, deadline)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
     rows: list[tuple[int, int, int, str, str]] = []
     unreadable = 0
-    try:
+    async with started_reader(bootstrap) as consumer:
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)
@@ -89,8 +86,6 @@ async def export_cdr(
                 on_read(len(kept))
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
-    finally:
-        await consumer.stop()
     rows.sort()
     seen: set[str] = set()
     written = 0

@@ -27,7 +27,9 @@ async def read_topic(
     bootstrap: str, topic: str, idle_ms: int = 1000
 ) -> AsyncIterator[TailedRecord]:
     """Every record now on ``topic`` (all partitions, from the start), then stop."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )  # "earliest": see services/readers.py
     await consumer.start()
     try:
         try:
@@ -66,7 +68,9 @@ async def collect(
     Returns the matching records; raises ``TimeoutError`` (with what was seen) when the deadline
     passes first. Waits on the broker (long poll), never on a sleep.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )  # "earliest": see services/readers.py
     await consumer.start()
     matched: list[TailedRecord] = []
     try:

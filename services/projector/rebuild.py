@@ -11,13 +11,12 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer
-
 from services.config import ProjectorSettings
 from services.core.errors import MediaCdrError
 from services.ops.tail import topic_partitions
 from services.projector.batches import BatchReport, Projector
 from services.projector.service import projection_store
+from services.readers import started_reader
 
 __all__ = ["NotEmpty", "RebuildReport", "rebuild"]
 
@@ -41,21 +40,16 @@ async def rebuild(
 ) -> RebuildReport:
     store = projection_store(settings)
     try:
-        if not store.is_empty():
-            if not replace:
-                raise NotEmpty(
-                    "the database already holds a projection; stop the projector and run "
-                    "`mediacdr rebuild --replace` to empty it (webhook tables are kept)"
-                )
-            store.reset()
+        occupied = not store.is_empty()
+        if occupied and not replace:
+            raise NotEmpty(
+                "the database already holds a projection; stop the projector and run "
+                "`mediacdr rebuild --replace` to empty it (webhook tables are kept)"
+            )
         projector = Projector(settings, store)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            enable_auto_commit=False,
-            max_poll_records=settings.projector_batch_size,
-        )
-        await consumer.start()
-        try:
+        async with started_reader(
+            settings.kafka_bootstrap, max_poll_records=settings.projector_batch_size
+        ) as consumer:
             deadline = asyncio.get_running_loop().time() + 30
             tps = [
                 tp
@@ -65,7 +59,10 @@ async def rebuild(
             consumer.assign(tps)
             starts = await consumer.beginning_offsets(tps)
             ends = await consumer.end_offsets(tps)
-            await consumer.seek_to_beginning(*tps)
+            if occupied:  # only once the topics are known to be readable
+                store.reset()
+            for tp in tps:
+                consumer.seek(tp, starts[tp])
             total = sum(ends[tp] - starts[tp] for tp in tps)
             on_total(total)
             totals = BatchReport()
@@ -85,8 +82,6 @@ async def rebuild(
                 for tp, records in batch.items():
                     if records and records[-1].offset + 1 >= ends[tp]:
                         remaining.discard(tp)
-        finally:
-            await consumer.stop()
         return RebuildReport(total, totals)
     finally:
         store.engine.dispose()

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from services.config import ProjectorSettings
 from services.projector.batches import BatchReport, Projector
 from services.store import make_engine
+from services.store.migrate import check_schema
 from services.store.projection import ProjectionStore
 from services.topics import ensure_topics
 
@@ -30,7 +31,13 @@ log = logging.getLogger(__name__)
 
 
 def projection_store(settings: ProjectorSettings) -> ProjectionStore:
+    """The store of ``settings``; raises ``SchemaNotReady`` before a ``mediacdr migrate``."""
     engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    try:
+        check_schema(engine)
+    except Exception:
+        engine.dispose()
+        raise
     return ProjectionStore(engine, recovery_window=timedelta(seconds=settings.recovery_window_s))
 
 
@@ -61,8 +68,8 @@ async def serve(
     on_batch: Callable[[BatchReport], None] | None = None,
 ) -> BatchReport:
     """Project until ``stop`` is set; returns the totals."""
-    await ensure_topics(settings)
     store = projection_store(settings)
+    await ensure_topics(settings)
     projector = Projector(settings, store)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,

@@ -6,8 +6,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
 
-__all__ = ["alembic_config", "upgrade"]
+from services.core.errors import MediaCdrError
+
+__all__ = ["SchemaNotReady", "alembic_config", "check_schema", "upgrade"]
 
 _ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,3 +26,20 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
+
+
+class SchemaNotReady(MediaCdrError):
+    """The database is not at the schema this code needs."""
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise ``SchemaNotReady`` unless the database is at the newest migration."""
+    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current != head:
+        where = engine.url.render_as_string(hide_password=True)
+        raise SchemaNotReady(
+            f"the database {where} is at schema {current or 'none'}, this version needs {head}: "
+            "run `mediacdr migrate` (MEDIACDR_DATABASE_URL)"
+        )

@@ -23,7 +23,7 @@ from services.config import DetectorSettings, ProjectorSettings
 from services.core.rules import Emit
 from services.detector.output import OutputBuilder
 from services.ops.export import export_cdr
-from services.ops.tail import topic_partitions
+from services.ops.sql import wait_caught_up
 from services.projector.rebuild import NotEmpty, rebuild
 from services.store import models
 from services.store.projection import ProjectionStore
@@ -36,39 +36,10 @@ from tests.support.services import Deployment, new_deployment, running_service
 GRACE = 3000
 
 
-def end_offsets(d: Deployment) -> dict[tuple[str, int], int]:
-    from aiokafka import AIOKafkaConsumer
-
-    async def read() -> dict[tuple[str, int], int]:
-        deadline = asyncio.get_running_loop().time() + 30
-        tps = [
-            tp
-            for role in ("cdr", "nodes")
-            for tp in await topic_partitions(d.bootstrap, d.topic(role), deadline)
-        ]
-        consumer = AIOKafkaConsumer(bootstrap_servers=d.bootstrap)
-        await consumer.start()
-        try:
-            ends = await consumer.end_offsets(tps)
-        finally:
-            await consumer.stop()
-        return {(tp.topic, tp.partition): offset for tp, offset in ends.items() if offset}
-
-    return asyncio.run(read())
-
-
 def wait_projected(engine: Engine, d: Deployment, timeout: float = 90) -> None:
-    """Until the projector's committed positions reach the topics' current ends."""
-    wanted = end_offsets(d)
-    store = ProjectionStore(engine)
-    deadline = time.monotonic() + timeout
-    while True:
-        stored = store.positions()
-        if all(stored.get(tp, 0) >= end for tp, end in wanted.items()):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"projected {stored}, wanted {wanted}")
-        time.sleep(0.1)  # polling the database: SQL has no notification to await
+    """Until the projector has applied everything now on the topics."""
+    settings = projector_settings(d, "sqlite://")
+    asyncio.run(wait_caught_up(settings, ProjectionStore(engine), timeout))
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
