@@ -12,8 +12,11 @@ import io
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,7 @@ from services.detector.output import OutputBuilder
 from services.ops.export import export_cdr
 from services.ops.sql import wait_caught_up
 from services.projector.rebuild import NotEmpty, rebuild
-from services.store import models
+from services.store import make_engine, models
 from services.store.projection import ProjectionStore
 from tests.support.cdr_story import busy_cluster
 from tests.support.cluster import ClusterScript
@@ -146,7 +149,39 @@ def test_detector_and_projector_turn_a_cluster_story_into_sql(
     inside = [json.loads(line) for line in window.getvalue().splitlines()]
     assert inside and all(t + GRACE <= next(iter(x.values()))["timestamp"] < back for x in inside)
     assert len(inside) == sum(1 for s in stamps if t + GRACE <= s < back)
+
+    # The same through the command line, as an operator runs it.
+    since = datetime.fromtimestamp((t + GRACE) / 1000, UTC).isoformat()
+    exported = tmp_path / "cdr.jsonl"
+    done = mediacdr(d, "cdr", "export", "-o", str(exported), "--since", since, "--until", str(back))
+    assert exported.read_text() == window.getvalue()
+    assert f"{len(inside)} events written" in done.stderr
+    cli_db = fresh_database_url("sqlite", tmp_path)
+    mediacdr(d, "migrate", MEDIACDR_DATABASE_URL=cli_db)
+    done = mediacdr(d, "rebuild", MEDIACDR_DATABASE_URL=cli_db)
+    assert f"rebuilt from {report.total} records" in done.stdout
+    refused = mediacdr(d, "rebuild", MEDIACDR_DATABASE_URL=cli_db, check=False)
+    assert refused.returncode != 0 and "--replace" in refused.stderr
+    with_cli = make_engine(cli_db)
+    assert snapshot(with_cli) == snapshot(engine)
+    with_cli.dispose()
     engine.dispose()
+
+
+def mediacdr(
+    d: Deployment, *args: str, check: bool = True, **env: str
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "services", *args],
+        env=d.env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
 
 
 def test_kill_9_of_the_projector_mid_batch_loses_and_duplicates_nothing(
