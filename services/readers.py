@@ -1,4 +1,5 @@
-"""Kafka consumers that read partitions by explicit assignment (tail, export, rebuild, lag).
+"""Kafka consumers: readers by explicit assignment (tail, export, rebuild, lag), and the
+rebalance listener of the group members that keep their positions in SQL.
 
 Always ``auto_offset_reset="earliest"`` and no group: aiokafka starts resetting a freshly assigned
 partition with the reset policy at once, and with the default ("latest") a ``seek_to_beginning``
@@ -8,13 +9,17 @@ on rebuild). Seeking explicitly from "earliest" has no such race.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-__all__ = ["started_reader"]
+__all__ = ["SeekToStoredPositions", "started_reader"]
+
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -31,3 +36,31 @@ async def started_reader(bootstrap: str, **options: Any) -> AsyncIterator[AIOKaf
         yield consumer
     finally:
         await consumer.stop()
+
+
+class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On every assignment, seek each partition to the position stored in SQL (or its start).
+
+    ``positions`` is a blocking read of the SQL positions; it runs in a worker thread.
+    """
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, positions: Callable[[], dict[tuple[str, int], int]]
+    ) -> None:
+        self.consumer, self.positions = consumer, positions
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        stored = await asyncio.to_thread(self.positions)
+        fresh = []
+        for tp in assigned:
+            position = stored.get((tp.topic, tp.partition))
+            if position is None:
+                fresh.append(tp)
+            else:
+                self.consumer.seek(tp, position)
+        if fresh:
+            await self.consumer.seek_to_beginning(*fresh)
+        log.info("assigned %d partitions (%d never consumed)", len(assigned), len(fresh))

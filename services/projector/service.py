@@ -16,10 +16,11 @@ import signal
 from collections.abc import Callable
 from datetime import timedelta
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from services.config import ProjectorSettings
 from services.projector.batches import BatchReport, Projector
+from services.readers import SeekToStoredPositions
 from services.store import make_engine
 from services.store.migrate import check_schema
 from services.store.projection import ProjectionStore
@@ -41,27 +42,6 @@ def projection_store(settings: ProjectorSettings) -> ProjectionStore:
     return ProjectionStore(engine, recovery_window=timedelta(seconds=settings.recovery_window_s))
 
 
-class _SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, consumer: AIOKafkaConsumer, store: ProjectionStore) -> None:
-        self.consumer, self.store = consumer, store
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        stored = await asyncio.to_thread(self.store.positions)
-        fresh = []
-        for tp in assigned:
-            position = stored.get((tp.topic, tp.partition))
-            if position is None:
-                fresh.append(tp)
-            else:
-                self.consumer.seek(tp, position)
-        if fresh:
-            await self.consumer.seek_to_beginning(*fresh)
-        log.info("assigned %d partitions (%d never projected)", len(assigned), len(fresh))
-
-
 async def serve(
     settings: ProjectorSettings,
     stop: asyncio.Event,
@@ -78,7 +58,7 @@ async def serve(
         auto_offset_reset="earliest",
         max_poll_records=settings.projector_batch_size,
     )
-    consumer.subscribe(projector.topics, listener=_SeekToStoredPositions(consumer, store))
+    consumer.subscribe(projector.topics, listener=SeekToStoredPositions(consumer, store.positions))
     await consumer.start()
     totals = BatchReport()
     try:

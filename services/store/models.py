@@ -19,8 +19,10 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Float,
+    ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -43,6 +45,8 @@ __all__ = [
     "recordings",
     "session_recoveries",
     "sessions",
+    "webhook_deliveries",
+    "webhook_subscriptions",
 ]
 
 #: Constraint names are explicit, so migrations are the same on SQLite and PostgreSQL.
@@ -241,4 +245,50 @@ consumed_positions = Table(
     Column("next_offset", BigInteger, nullable=False),
     _at("updated_at", nullable=False),
     PrimaryKeyConstraint("consumer", "topic", "partition"),
+)
+
+
+# -- webhooks (CONTRACT §13): subscriptions and the delivery outbox ------------------------------
+
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("url", Text, nullable=False),
+    # The Standard Webhooks secret (whsec_…) the service signs with; shown once, never logged.
+    Column("secret", Text),
+    Column("headers", JSON, nullable=False),  # ["Name: Value", …]
+    Column("events", JSON),  # event names; NULL = every CDR event
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("disabled_reason", Text),
+    _at("created_at", nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column(
+        "subscription_id",
+        String(64),
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event_id", String(_ID), nullable=False),  # ce_id = webhook-id
+    Column("event", String(64), nullable=False),
+    Column("record_key", String(_ID), nullable=False),  # session or node id: the order unit
+    Column("source_partition", Integer, nullable=False),
+    Column("source_offset", BigInteger, nullable=False),  # CDR order within the key
+    _at("occurred_at", nullable=False),
+    Column("body", LargeBinary, nullable=False),  # the CDR value, byte for byte
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    _at("next_attempt_at"),
+    _at("last_attempt_at"),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    _at("delivered_at"),
+    PrimaryKeyConstraint("subscription_id", "event_id"),
+    Index(None, "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_key_order", "subscription_id", "record_key", "source_offset"),
+    Index(None, "occurred_at"),
 )

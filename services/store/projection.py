@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -31,7 +31,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from services.core.projection import (
@@ -53,11 +52,12 @@ from services.core.projection import (
     utc,
 )
 from services.store import models
+from services.store import positions as positions_store
+from services.store.positions import Position, dialect_insert
 
 __all__ = ["PROJECTION_TABLES", "AppliedBatch", "Position", "ProjectionStore"]
 
 PROJECTOR = "projector"
-Position = tuple[str, int]  # (topic, partition)
 
 #: Every table the projector owns; ``rebuild`` empties these and nothing else.
 PROJECTION_TABLES: tuple[Table, ...] = (
@@ -97,12 +97,7 @@ class ProjectionStore:
 
     def positions(self) -> dict[Position, int]:
         """The next offset to read per (topic, partition), as committed with the rows."""
-        t = models.consumed_positions
-        query = select(t.c.topic, t.c.partition, t.c.next_offset).where(
-            t.c.consumer == self.consumer
-        )
-        with self.engine.connect() as conn:
-            return {(topic, part): offset for topic, part, offset in conn.execute(query)}
+        return positions_store.read(self.engine, self.consumer)
 
     def is_empty(self) -> bool:
         with self.engine.connect() as conn:
@@ -133,7 +128,7 @@ class ProjectionStore:
             applied = [r for r in _unique(records) if r.source == "nodes" or r.event_id in fresh]
             self._merge_rows(conn, applied)
             self._link_recoveries(conn, [r for r in applied if r.source == "cdr"])
-            self._advance(conn, positions)
+            positions_store.advance(conn, self.consumer, positions)
         facts = len(records) - sum(1 for r in records if r.source == "cdr")
         return AppliedBatch(len(fresh), len(events) - len(fresh), facts)
 
@@ -142,7 +137,7 @@ class ProjectionStore:
             return set()
         t = models.cdr_events
         statement = (
-            _insert(conn.dialect.name, t)
+            dialect_insert(conn.dialect.name, t)
             .on_conflict_do_nothing(index_elements=[t.c.event_id])
             .returning(t.c.event_id)
         )
@@ -210,31 +205,6 @@ class ProjectionStore:
                     .values(participants_returned=t.c.participants_returned + count)
                 )
 
-    def _advance(self, conn: Connection, positions: Mapping[Position, int]) -> None:
-        if not positions:
-            return
-        t = models.consumed_positions
-        statement = _insert(conn.dialect.name, t)
-        statement = statement.on_conflict_do_update(
-            index_elements=[t.c.consumer, t.c.topic, t.c.partition],
-            set_={
-                "next_offset": _greatest(t.c.next_offset, statement.excluded.next_offset),
-                "updated_at": statement.excluded.updated_at,
-            },
-        )
-        now = datetime.now(UTC)
-        rows = [
-            {
-                "consumer": self.consumer,
-                "topic": topic,
-                "partition": part,
-                "next_offset": offset,
-                "updated_at": now,
-            }
-            for (topic, part), offset in sorted(positions.items())
-        ]
-        conn.execute(statement, rows)
-
 
 def _unique(records: Iterable[ProjectedRecord]) -> list[ProjectedRecord]:
     seen: set[str] = set()
@@ -277,18 +247,10 @@ def _sort_key(key: tuple[Any, ...]) -> tuple[str, ...]:
     return tuple(str(part) for part in key)
 
 
-def _insert(dialect: str, table: Table) -> Any:
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise ValueError(f"the projection store supports SQLite and PostgreSQL, not {dialect}")
-
-
 def _upsert(dialect: str, spec: TableSpec) -> Insert:
     """``INSERT … ON CONFLICT DO UPDATE`` applying ``spec``'s merge rule to every column."""
     table = models.metadata.tables[spec.name]
-    statement = _insert(dialect, table)
+    statement = dialect_insert(dialect, table)
     new = statement.excluded
     merged: dict[str, ColumnElement[Any]] = {}
     for name, policy in spec.columns.items():
