@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import click
 from aiokafka.errors import KafkaError
@@ -306,3 +307,177 @@ def sql(statement: str, wait_for_projector: bool, timeout: float) -> None:
         table.add_row(*("NULL" if v is None else str(v) for v in row))
     Console().print(table)
     click.echo(f"{len(rows)} row(s)")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.pass_context
+def webhooks(ctx: click.Context, loglevel: str) -> None:
+    """Run the webhooks service (no sub-command), or manage subscriptions."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import logging
+
+    from services.config import WebhookSettings
+    from services.core.errors import MediaCdrError
+    from services.webhooks.service import run_webhooks
+
+    logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    try:
+        run_webhooks(WebhookSettings())
+    except (MediaCdrError, ValueError) as e:
+        raise click.ClickException(str(e)) from e
+    except _UNREACHABLE as e:
+        raise _kafka_down(e) from e
+
+
+def _webhook_store() -> Any:
+    from services.config import WebhookSettings
+    from services.core.errors import MediaCdrError
+    from services.webhooks.service import webhook_store
+
+    try:
+        return webhook_store(WebhookSettings())
+    except MediaCdrError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@webhooks.command("add")
+@click.argument("url")
+@click.option(
+    "--id", "subscription_id", default=None, help="Your id for it (default wh_…)."
+)
+@click.option(
+    "--secret/--no-secret",
+    default=True,
+    show_default=True,
+    help="Sign requests with a new Standard Webhooks secret, shown once.",
+)
+@click.option("--header", "headers", multiple=True, help='"Name: Value", repeatable.')
+@click.option("--event", "events", multiple=True, help="Only these CDR events (repeatable).")
+def webhooks_add(
+    url: str,
+    subscription_id: str | None,
+    secret: bool,
+    headers: tuple[str, ...],
+    events: tuple[str, ...],
+) -> None:
+    """Subscribe URL to the CDR; prints its id and, once only, its secret."""
+    from services.core.events import CDR_EVENTS
+    from services.core.webhooks import new_secret
+    from services.webhooks.sender import parse_header
+
+    if not url.startswith(("http://", "https://")):
+        raise click.BadParameter("the URL must start with http:// or https://", param_hint="URL")
+    for line in headers:
+        try:
+            parse_header(line)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--header") from e
+    unknown = sorted(set(events) - CDR_EVENTS)
+    if unknown:
+        raise click.BadParameter(f"not CDR events: {', '.join(unknown)}", param_hint="--event")
+    store = _webhook_store()
+    try:
+        added = store.add(
+            url,
+            secret=new_secret() if secret else None,
+            headers=headers,
+            events=events or None,
+            subscription_id=subscription_id,
+        )
+    except Exception as e:  # an id that exists already
+        raise click.ClickException(f"could not add the subscription: {e.__class__.__name__}") from e
+    finally:
+        store.engine.dispose()
+    click.echo(f"id      {added.id}")
+    click.echo(f"url     {added.url}")
+    if added.secret:
+        click.echo(f"secret  {added.secret}")
+        click.echo("        keep it now: it is not shown again")
+    click.echo("It receives CDR events written from now on; `webhooks replay` re-sends older ones.")
+
+
+@webhooks.command("list")
+def webhooks_list() -> None:
+    """Subscriptions with their state and deliveries (secrets are never shown)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    store = _webhook_store()
+    try:
+        subs, counts = store.subscriptions(), store.counts()
+    finally:
+        store.engine.dispose()
+    table = Table("id", "url", "state", "events", "signed", "pending", "delivered", "failed")
+    for s in subs:
+        c = counts.get(s.id, {})
+        state = "enabled" if s.enabled else f"disabled: {s.disabled_reason}"
+        table.add_row(
+            s.id,
+            s.url,
+            state,
+            ", ".join(s.events) if s.events else "all",
+            "yes" if s.secret else "no",
+            *(str(c.get(k, 0)) for k in ("pending", "delivered", "failed")),
+        )
+    Console().print(table)
+
+
+@webhooks.command("remove")
+@click.argument("subscription_id")
+def webhooks_remove(subscription_id: str) -> None:
+    """Delete a subscription and its deliveries."""
+    from services.store.webhooks import UnknownSubscription
+
+    store = _webhook_store()
+    try:
+        store.remove(subscription_id)
+    except UnknownSubscription as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        store.engine.dispose()
+    click.echo(f"removed {subscription_id}")
+
+
+@webhooks.command("enable")
+@click.argument("subscription_id")
+def webhooks_enable(subscription_id: str) -> None:
+    """Re-enable a subscription (after a 410); its waiting deliveries go out in order."""
+    from services.store.webhooks import UnknownSubscription
+
+    store = _webhook_store()
+    try:
+        store.set_enabled(subscription_id, True)
+    except UnknownSubscription as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        store.engine.dispose()
+    click.echo(f"enabled {subscription_id}")
+
+
+@webhooks.command("replay")
+@click.argument("subscription_id")
+@click.option("--since", type=_Instant(), default=None, help="Events from this instant.")
+@click.option("--until", type=_Instant(), default=None, help="Events before this instant.")
+@click.option("--event-id", default=None, help="Only this event (its webhook-id).")
+def webhooks_replay(
+    subscription_id: str, since: int | None, until: int | None, event_id: str | None
+) -> None:
+    """Send deliveries again, with the same webhook-id and a fresh signature."""
+    from datetime import UTC, datetime
+
+    from services.store.webhooks import UnknownSubscription
+
+    def at(ms: int | None) -> datetime | None:
+        return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+    store = _webhook_store()
+    try:
+        count = store.replay(subscription_id, since=at(since), until=at(until), event_id=event_id)
+    except UnknownSubscription as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        store.engine.dispose()
+    click.echo(f"{count} deliveries queued again for {subscription_id}")

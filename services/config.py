@@ -9,7 +9,14 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DatabaseSettings", "DetectorSettings", "KafkaSettings", "ProjectorSettings", "Topics"]
+__all__ = [
+    "DatabaseSettings",
+    "DetectorSettings",
+    "KafkaSettings",
+    "ProjectorSettings",
+    "Topics",
+    "WebhookSettings",
+]
 
 
 class _Base(BaseSettings):
@@ -61,3 +68,23 @@ class ProjectorSettings(KafkaSettings, DatabaseSettings):
     projector_batch_size: int = Field(default=5000, ge=1)
     projector_batch_wait_ms: int = Field(default=200, ge=0)
     recovery_window_s: int = Field(default=300, ge=0)
+
+
+class WebhookSettings(KafkaSettings, DatabaseSettings):
+    """The webhooks service (CONTRACT §13); the endpoint settings mirror OpenVidu's."""
+
+    webhook_endpoint: str | None = None
+    webhook_headers: list[str] = Field(default_factory=list)
+    webhook_events: list[str] = Field(default_factory=list)  # empty = every CDR event
+    webhook_secret: str | None = None
+    webhook_group_id: str = "mediacdr-webhooks"
+    webhook_concurrency: int = Field(default=64, ge=1)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    #: Delays before attempts 1, 2, …: 0 s, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+    webhook_retry_schedule_s: list[float] = Field(
+        default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+        min_length=1,
+    )
+    webhook_jitter: float = Field(default=0.2, ge=0, le=1)
+    webhook_poll_ms: int = Field(default=250, ge=10)
+    webhook_batch_size: int = Field(default=2000, ge=1)

@@ -1,0 +1,357 @@
+"""Webhook subscriptions and the delivery outbox in SQL (CONTRACT §13).
+
+``enqueue`` writes a batch of CDR records as pending deliveries, one per interested subscription,
+together with the consumed positions — one transaction, deduplicated by (subscription, ce_id).
+``due`` returns the deliveries to attempt now: for each (subscription, record key) only the
+earliest pending one (CDR order), so a later event of a key waits for the earlier one to be
+delivered or to fail for good.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, delete, exists, func, select, update
+from sqlalchemy.orm import aliased
+
+from services.core.webhooks import wants
+from services.store import models
+from services.store import positions as positions_store
+from services.store.positions import Position, dialect_insert
+
+__all__ = [
+    "DEFAULT_ID",
+    "Due",
+    "OutboxRecord",
+    "Subscription",
+    "UnknownSubscription",
+    "WebhookStore",
+]
+
+DEFAULT_ID = "default"
+WEBHOOKS = "webhooks"
+
+
+class UnknownSubscription(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: str
+    url: str
+    secret: str | None
+    headers: list[str]
+    events: list[str] | None
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """One CDR record as the webhooks service reads it."""
+
+    event_id: str
+    event: str
+    key: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    subscription_id: str
+    event_id: str
+    record_key: str
+    source_offset: int
+    body: bytes
+    attempts: int
+    url: str
+    secret: str | None
+    headers: list[str]
+
+
+class WebhookStore:
+    def __init__(self, engine: Engine, consumer: str = WEBHOOKS) -> None:
+        self.engine = engine
+        self.consumer = consumer
+
+    # -- subscriptions -------------------------------------------------------------------------
+
+    def subscriptions(self) -> list[Subscription]:
+        t = models.webhook_subscriptions
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t).order_by(t.c.created_at, t.c.id))
+            return [Subscription(**row._mapping) for row in rows]
+
+    def get(self, subscription_id: str) -> Subscription:
+        found = [s for s in self.subscriptions() if s.id == subscription_id]
+        if not found:
+            raise UnknownSubscription(f"no webhook subscription {subscription_id!r}")
+        return found[0]
+
+    def add(
+        self,
+        url: str,
+        *,
+        secret: str | None,
+        headers: Sequence[str] = (),
+        events: Sequence[str] | None = None,
+        subscription_id: str | None = None,
+    ) -> Subscription:
+        subscription = Subscription(
+            id=subscription_id or "wh_" + secrets.token_hex(6),
+            url=url,
+            secret=secret,
+            headers=list(headers),
+            events=list(events) if events else None,
+            enabled=True,
+            disabled_reason=None,
+            created_at=datetime.now(UTC),
+        )
+        with self.engine.begin() as conn:
+            conn.execute(models.webhook_subscriptions.insert().values(**asdict(subscription)))
+        return subscription
+
+    def put_default(
+        self,
+        url: str | None,
+        *,
+        secret: str | None,
+        headers: Sequence[str],
+        events: Sequence[str] | None,
+    ) -> None:
+        """The env-configured endpoint is the subscription ``default``; unset, it is disabled."""
+        t = models.webhook_subscriptions
+        with self.engine.begin() as conn:
+            current = conn.execute(select(t.c.id).where(t.c.id == DEFAULT_ID)).first()
+            if url is None:
+                if current is not None:
+                    conn.execute(
+                        update(t)
+                        .where(t.c.id == DEFAULT_ID)
+                        .values(enabled=False, disabled_reason="MEDIACDR_WEBHOOK_ENDPOINT is unset")
+                    )
+                return
+            values = {
+                "url": url,
+                "secret": secret,
+                "headers": list(headers),
+                "events": list(events) if events else None,
+            }
+            if current is None:
+                conn.execute(
+                    t.insert().values(
+                        id=DEFAULT_ID, enabled=True, created_at=datetime.now(UTC), **values
+                    )
+                )
+            else:
+                conn.execute(update(t).where(t.c.id == DEFAULT_ID).values(**values))
+
+    def remove(self, subscription_id: str) -> None:
+        """Delete a subscription and its deliveries."""
+        t = models.webhook_subscriptions
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(models.webhook_deliveries).where(
+                    models.webhook_deliveries.c.subscription_id == subscription_id
+                )
+            )
+            if not conn.execute(delete(t).where(t.c.id == subscription_id)).rowcount:
+                raise UnknownSubscription(f"no webhook subscription {subscription_id!r}")
+
+    def set_enabled(self, subscription_id: str, enabled: bool, reason: str | None = None) -> None:
+        t = models.webhook_subscriptions
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(t)
+                .where(t.c.id == subscription_id)
+                .values(enabled=enabled, disabled_reason=None if enabled else reason)
+            )
+            if not changed.rowcount:
+                raise UnknownSubscription(f"no webhook subscription {subscription_id!r}")
+
+    # -- the outbox ------------------------------------------------------------------------------
+
+    def positions(self) -> dict[Position, int]:
+        return positions_store.read(self.engine, self.consumer)
+
+    def enqueue(
+        self,
+        records: Sequence[OutboxRecord],
+        positions: Mapping[Position, int],
+        *,
+        first_delay: timedelta = timedelta(0),
+    ) -> int:
+        """Record the deliveries ``records`` make for the subscriptions of now; returns how many
+        were new. Disabled subscriptions queue too: nothing is lost while a receiver is gone."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            subs = conn.execute(
+                select(models.webhook_subscriptions.c.id, models.webhook_subscriptions.c.events)
+            ).all()
+            rows = [
+                _delivery_row(sub.id, r, now + first_delay)
+                for r in records
+                for sub in subs
+                if wants(sub.events, r.event)
+            ]
+            new = 0
+            if rows:
+                t = models.webhook_deliveries
+                statement = (
+                    dialect_insert(conn.dialect.name, t)
+                    .on_conflict_do_nothing(index_elements=[t.c.subscription_id, t.c.event_id])
+                    .returning(t.c.event_id)
+                )
+                new = len(conn.execute(statement, rows).all())
+            positions_store.advance(conn, self.consumer, positions)
+        return new
+
+    def due(self, now: datetime, limit: int) -> list[Due]:
+        """Heads of their (subscription, key) queue whose attempt time has come, oldest first."""
+        d = models.webhook_deliveries
+        s = models.webhook_subscriptions
+        e = aliased(d)
+        earlier = exists().where(
+            and_(
+                e.c.subscription_id == d.c.subscription_id,
+                e.c.record_key == d.c.record_key,
+                e.c.status == "pending",
+                e.c.source_offset < d.c.source_offset,
+            )
+        )
+        query = (
+            select(
+                d.c.subscription_id,
+                d.c.event_id,
+                d.c.record_key,
+                d.c.source_offset,
+                d.c.body,
+                d.c.attempts,
+                s.c.url,
+                s.c.secret,
+                s.c.headers,
+            )
+            .join(s, s.c.id == d.c.subscription_id)
+            .where(d.c.status == "pending", s.c.enabled, d.c.next_attempt_at <= now, ~earlier)
+            .order_by(d.c.next_attempt_at, d.c.source_offset)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [Due(**row._mapping) for row in conn.execute(query)]
+
+    def record_attempt(
+        self,
+        due: Due,
+        *,
+        at: datetime,
+        status_code: int | None,
+        error: str | None,
+        result: str,
+        next_attempt_at: datetime | None = None,
+        disable_reason: str | None = None,
+    ) -> None:
+        """Store one attempt's result: ``delivered``, ``retry`` (at ``next_attempt_at``),
+        ``failed`` (kept for replay), or ``disabled`` (410: the subscription is disabled and the
+        delivery waits, due at once, for it to be re-enabled)."""
+        d = models.webhook_deliveries
+        values: dict[str, Any] = {
+            "attempts": d.c.attempts + 1,
+            "last_attempt_at": at,
+            "last_status_code": status_code,
+            "last_error": error,
+        }
+        if result == "delivered":
+            values |= {"status": "delivered", "delivered_at": at, "next_attempt_at": None}
+        elif result == "failed":
+            values |= {"status": "failed", "next_attempt_at": None}
+        elif result == "retry":
+            values |= {"next_attempt_at": next_attempt_at}
+        else:
+            values |= {"next_attempt_at": at}
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(d)
+                .where(d.c.subscription_id == due.subscription_id, d.c.event_id == due.event_id)
+                .values(**values)
+            )
+            if result == "disabled":
+                s = models.webhook_subscriptions
+                conn.execute(
+                    update(s)
+                    .where(s.c.id == due.subscription_id)
+                    .values(enabled=False, disabled_reason=disable_reason)
+                )
+
+    def replay(
+        self,
+        subscription_id: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        event_id: str | None = None,
+    ) -> int:
+        """Send again (same webhook-id, fresh signature) the deliveries that match; returns how
+        many. Each goes back to the queue of its key, in CDR order."""
+        self.get(subscription_id)
+        d = models.webhook_deliveries
+        query = update(d).where(d.c.subscription_id == subscription_id)
+        if since is not None:
+            query = query.where(d.c.occurred_at >= since)
+        if until is not None:
+            query = query.where(d.c.occurred_at < until)
+        if event_id is not None:
+            query = query.where(d.c.event_id == event_id)
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                query.values(status="pending", attempts=0, next_attempt_at=now, delivered_at=None)
+            )
+            return int(result.rowcount)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Deliveries per subscription and status (``pending`` is the queue depth)."""
+        d = models.webhook_deliveries
+        query = select(d.c.subscription_id, d.c.status, func.count()).group_by(
+            d.c.subscription_id, d.c.status
+        )
+        found: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for sid, status, count in conn.execute(query):
+                found.setdefault(sid, {})[status] = int(count)
+        return found
+
+    def deliveries(self, subscription_id: str) -> list[dict[str, Any]]:
+        """Every delivery of a subscription in CDR order (for operators and tests)."""
+        d = models.webhook_deliveries
+        query = (
+            select(d)
+            .where(d.c.subscription_id == subscription_id)
+            .order_by(d.c.source_partition, d.c.source_offset)
+        )
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def _delivery_row(subscription_id: str, r: OutboxRecord, due_at: datetime) -> dict[str, Any]:
+    return {
+        "subscription_id": subscription_id,
+        "event_id": r.event_id,
+        "event": r.event,
+        "record_key": r.key,
+        "source_partition": r.partition,
+        "source_offset": r.offset,
+        "occurred_at": datetime.fromtimestamp(r.timestamp_ms / 1000, UTC),
+        "body": r.body,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": due_at,
+    }
