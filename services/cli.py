@@ -305,7 +305,10 @@ def sql(statement: str, wait_for_projector: bool, timeout: float) -> None:
     table = Table(*columns)
     for row in rows:
         table.add_row(*("NULL" if v is None else str(v) for v in row))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # a pipe or a log: do not cut columns to 80 characters
+        console = Console(width=240)
+    console.print(table)
     click.echo(f"{len(rows)} row(s)")
 
 
@@ -345,9 +348,7 @@ def _webhook_store() -> Any:
 
 @webhooks.command("add")
 @click.argument("url")
-@click.option(
-    "--id", "subscription_id", default=None, help="Your id for it (default wh_…)."
-)
+@click.option("--id", "subscription_id", default=None, help="Your id for it (default wh_…).")
 @click.option(
     "--secret/--no-secret",
     default=True,
@@ -402,27 +403,23 @@ def webhooks_add(
 @webhooks.command("list")
 def webhooks_list() -> None:
     """Subscriptions with their state and deliveries (secrets are never shown)."""
-    from rich.console import Console
-    from rich.table import Table
-
     store = _webhook_store()
     try:
         subs, counts = store.subscriptions(), store.counts()
     finally:
         store.engine.dispose()
-    table = Table("id", "url", "state", "events", "signed", "pending", "delivered", "failed")
     for s in subs:
         c = counts.get(s.id, {})
-        state = "enabled" if s.enabled else f"disabled: {s.disabled_reason}"
-        table.add_row(
-            s.id,
-            s.url,
-            state,
-            ", ".join(s.events) if s.events else "all",
-            "yes" if s.secret else "no",
-            *(str(c.get(k, 0)) for k in ("pending", "delivered", "failed")),
+        state = "enabled" if s.enabled else f"disabled ({s.disabled_reason})"
+        click.echo(f"{s.id}  {s.url}  {state}")
+        click.echo(
+            f"    events={','.join(s.events) if s.events else 'all'}"
+            f"  signed={'yes' if s.secret else 'no'}  headers={len(s.headers)}"
+            f"  pending={c.get('pending', 0)}  delivered={c.get('delivered', 0)}"
+            f"  failed={c.get('failed', 0)}"
         )
-    Console().print(table)
+    if not subs:
+        click.echo("no subscriptions (MEDIACDR_WEBHOOK_ENDPOINT or `mediacdr webhooks add URL`)")
 
 
 @webhooks.command("remove")

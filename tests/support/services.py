@@ -73,6 +73,9 @@ class Deployment:
                 "MEDIACDR_PARTITIONS": str(self.partitions),
                 "MEDIACDR_DETECTOR_APP_ID": self.app_id,
                 "MEDIACDR_DETECTOR_DATA_DIR": str(self.workdir / "detector"),
+                "MEDIACDR_PROJECTOR_GROUP_ID": f"mediacdr-projector-{self.suffix}",
+                "MEDIACDR_WEBHOOK_GROUP_ID": f"mediacdr-webhooks-{self.suffix}",
+                "MEDIACDR_DATABASE_URL": f"sqlite:///{self.workdir / 'mediacdr.db'}",
                 **{f"MEDIACDR_TOPIC_{role.upper()}": self.topic(role) for role in ROLES},
             }
         )
