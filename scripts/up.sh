@@ -30,6 +30,7 @@ $BIN/mediacdr migrate
 echo "==> services"
 start_service detector $BIN/mediacdr detector --loglevel INFO
 start_service projector $BIN/mediacdr projector
+start_service webhooks $BIN/mediacdr webhooks
 
 START=$(date +%s%3N)
 echo "==> sample events"
@@ -56,6 +57,7 @@ mediacdr is up.
   broker      $MEDIACDR_KAFKA_BOOTSTRAP
   detector    log: var/detector.log
   projector   log: var/projector.log, SQL in $MEDIACDR_DATABASE_URL (docs/SQL.md)
+  webhooks    log: var/webhooks.log; subscribe with: .venv/bin/mediacdr webhooks add URL
 Look at:
   .venv/bin/mediacdr tail mediacdr.cdr          # CDR records with their ce_* headers
   .venv/bin/mediacdr tail mediacdr.nodes        # incidents: the blip and the crash

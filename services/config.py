@@ -6,7 +6,7 @@ default here is part of the contract (README's configuration table lists them).
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -88,3 +88,9 @@ class WebhookSettings(KafkaSettings, DatabaseSettings):
     webhook_jitter: float = Field(default=0.2, ge=0, le=1)
     webhook_poll_ms: int = Field(default=250, ge=10)
     webhook_batch_size: int = Field(default=2000, ge=1)
+
+    @field_validator("webhook_endpoint", "webhook_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``MEDIACDR_WEBHOOK_ENDPOINT=`` (as compose files write it) means unset."""
+        return None if value == "" else value
