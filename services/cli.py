@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -335,15 +337,24 @@ def webhooks(ctx: click.Context, loglevel: str) -> None:
         raise _kafka_down(e) from e
 
 
-def _webhook_store() -> Any:
+@contextlib.contextmanager
+def _webhook_store() -> Iterator[Any]:
+    """The subscription store, for one command; unknown ids become a clean error."""
     from services.config import WebhookSettings
     from services.core.errors import MediaCdrError
+    from services.store.webhooks import UnknownSubscription
     from services.webhooks.service import webhook_store
 
     try:
-        return webhook_store(WebhookSettings())
+        store = webhook_store(WebhookSettings())
     except MediaCdrError as e:
         raise click.ClickException(str(e)) from e
+    try:
+        yield store
+    except UnknownSubscription as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        store.engine.dispose()
 
 
 @webhooks.command("add")
@@ -379,35 +390,32 @@ def webhooks_add(
     unknown = sorted(set(events) - CDR_EVENTS)
     if unknown:
         raise click.BadParameter(f"not CDR events: {', '.join(unknown)}", param_hint="--event")
-    store = _webhook_store()
-    try:
-        added = store.add(
-            url,
-            secret=new_secret() if secret else None,
-            headers=headers,
-            events=events or None,
-            subscription_id=subscription_id,
-        )
-    except Exception as e:  # an id that exists already
-        raise click.ClickException(f"could not add the subscription: {e.__class__.__name__}") from e
-    finally:
-        store.engine.dispose()
+    from sqlalchemy.exc import IntegrityError
+
+    with _webhook_store() as store:
+        try:
+            added = store.add(
+                url,
+                secret=new_secret() if secret else None,
+                headers=headers,
+                events=events or None,
+                subscription_id=subscription_id,
+            )
+        except IntegrityError as e:
+            raise click.ClickException(f"a subscription {subscription_id!r} exists already") from e
     click.echo(f"id      {added.id}")
     click.echo(f"url     {added.url}")
     if added.secret:
         click.echo(f"secret  {added.secret}")
         click.echo("        keep it now: it is not shown again")
-    click.echo("It receives CDR events written from now on; `webhooks replay` re-sends older ones.")
+    click.echo("It receives the CDR events written from now on.")
 
 
 @webhooks.command("list")
 def webhooks_list() -> None:
     """Subscriptions with their state and deliveries (secrets are never shown)."""
-    store = _webhook_store()
-    try:
+    with _webhook_store() as store:
         subs, counts = store.subscriptions(), store.counts()
-    finally:
-        store.engine.dispose()
     for s in subs:
         c = counts.get(s.id, {})
         state = "enabled" if s.enabled else f"disabled ({s.disabled_reason})"
@@ -426,15 +434,8 @@ def webhooks_list() -> None:
 @click.argument("subscription_id")
 def webhooks_remove(subscription_id: str) -> None:
     """Delete a subscription and its deliveries."""
-    from services.store.webhooks import UnknownSubscription
-
-    store = _webhook_store()
-    try:
+    with _webhook_store() as store:
         store.remove(subscription_id)
-    except UnknownSubscription as e:
-        raise click.ClickException(str(e)) from e
-    finally:
-        store.engine.dispose()
     click.echo(f"removed {subscription_id}")
 
 
@@ -442,15 +443,8 @@ def webhooks_remove(subscription_id: str) -> None:
 @click.argument("subscription_id")
 def webhooks_enable(subscription_id: str) -> None:
     """Re-enable a subscription (after a 410); its waiting deliveries go out in order."""
-    from services.store.webhooks import UnknownSubscription
-
-    store = _webhook_store()
-    try:
+    with _webhook_store() as store:
         store.set_enabled(subscription_id, True)
-    except UnknownSubscription as e:
-        raise click.ClickException(str(e)) from e
-    finally:
-        store.engine.dispose()
     click.echo(f"enabled {subscription_id}")
 
 
@@ -465,16 +459,9 @@ def webhooks_replay(
     """Send deliveries again, with the same webhook-id and a fresh signature."""
     from datetime import UTC, datetime
 
-    from services.store.webhooks import UnknownSubscription
-
     def at(ms: int | None) -> datetime | None:
         return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
 
-    store = _webhook_store()
-    try:
+    with _webhook_store() as store:
         count = store.replay(subscription_id, since=at(since), until=at(until), event_id=event_id)
-    except UnknownSubscription as e:
-        raise click.ClickException(str(e)) from e
-    finally:
-        store.engine.dispose()
     click.echo(f"{count} deliveries queued again for {subscription_id}")

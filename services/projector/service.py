@@ -21,8 +21,7 @@ from aiokafka import AIOKafkaConsumer
 from services.config import ProjectorSettings
 from services.projector.batches import BatchReport, Projector
 from services.readers import SeekToStoredPositions
-from services.store import make_engine
-from services.store.migrate import check_schema
+from services.store.migrate import checked_engine
 from services.store.projection import ProjectionStore
 from services.topics import ensure_topics
 
@@ -33,12 +32,7 @@ log = logging.getLogger(__name__)
 
 def projection_store(settings: ProjectorSettings) -> ProjectionStore:
     """The store of ``settings``; raises ``SchemaNotReady`` before a ``mediacdr migrate``."""
-    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
-    try:
-        check_schema(engine)
-    except Exception:
-        engine.dispose()
-        raise
+    engine = checked_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     return ProjectionStore(engine, recovery_window=timedelta(seconds=settings.recovery_window_s))
 
 

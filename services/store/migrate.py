@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from services.core.errors import MediaCdrError
 
-__all__ = ["SchemaNotReady", "alembic_config", "check_schema", "upgrade"]
+__all__ = ["SchemaNotReady", "alembic_config", "check_schema", "checked_engine", "upgrade"]
 
 _ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,3 +43,16 @@ def check_schema(engine: Engine) -> None:
             f"the database {where} is at schema {current or 'none'}, this version needs {head}: "
             "run `mediacdr migrate` (MEDIACDR_DATABASE_URL)"
         )
+
+
+def checked_engine(database_url: str, *, busy_timeout_ms: int) -> Engine:
+    """An engine on a database at the newest migration, or ``SchemaNotReady`` saying what to do."""
+    from services.store.engine import make_engine
+
+    engine = make_engine(database_url, busy_timeout_ms=busy_timeout_ms)
+    try:
+        check_schema(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    return engine

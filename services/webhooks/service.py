@@ -28,8 +28,7 @@ from services.core import codec
 from services.core.errors import InvalidJson
 from services.core.webhooks import decode_secret
 from services.readers import SeekToStoredPositions
-from services.store import make_engine
-from services.store.migrate import check_schema
+from services.store.migrate import checked_engine
 from services.store.positions import Position
 from services.store.webhooks import OutboxRecord, WebhookStore
 from services.topics import ensure_topics
@@ -43,12 +42,7 @@ log = logging.getLogger(__name__)
 
 def webhook_store(settings: WebhookSettings) -> WebhookStore:
     """The store of ``settings``; raises ``SchemaNotReady`` before a ``mediacdr migrate``."""
-    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
-    try:
-        check_schema(engine)
-    except Exception:
-        engine.dispose()
-        raise
+    engine = checked_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     return WebhookStore(engine)
 
 
