@@ -10,9 +10,11 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "ApiSettings",
     "DatabaseSettings",
     "DetectorSettings",
     "KafkaSettings",
+    "MetricsSettings",
     "ProjectorSettings",
     "Topics",
     "WebhookSettings",
@@ -42,7 +44,13 @@ class KafkaSettings(Topics):
     replication_factor: int = Field(default=1, ge=1)
 
 
-class DetectorSettings(KafkaSettings):
+class MetricsSettings(_Base):
+    """Where a service serves ``/health`` and ``/metrics`` (CONTRACT §14); empty = not at all."""
+
+    metrics_addr: str = ""
+
+
+class DetectorSettings(KafkaSettings, MetricsSettings):
     """The crash detector (CONTRACT §5)."""
 
     grace_ms: int = Field(default=3000, ge=0)
@@ -61,7 +69,7 @@ class DatabaseSettings(_Base):
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
 
 
-class ProjectorSettings(KafkaSettings, DatabaseSettings):
+class ProjectorSettings(KafkaSettings, DatabaseSettings, MetricsSettings):
     """The projector: CDR and node facts → SQL (CONTRACT §10, §12)."""
 
     projector_group_id: str = "mediacdr-projector"
@@ -70,7 +78,7 @@ class ProjectorSettings(KafkaSettings, DatabaseSettings):
     recovery_window_s: int = Field(default=300, ge=0)
 
 
-class WebhookSettings(KafkaSettings, DatabaseSettings):
+class WebhookSettings(KafkaSettings, DatabaseSettings, MetricsSettings):
     """The webhooks service (CONTRACT §13); the endpoint settings mirror OpenVidu's."""
 
     webhook_endpoint: str | None = None
@@ -93,4 +101,19 @@ class WebhookSettings(KafkaSettings, DatabaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """``MEDIACDR_WEBHOOK_ENDPOINT=`` (as compose files write it) means unset."""
+        return None if value == "" else value
+
+
+class ApiSettings(KafkaSettings, DatabaseSettings):
+    """The HTTP API, ingest and dashboard (CONTRACT §14)."""
+
+    api_addr: str = "127.0.0.1:8080"
+    api_secret: str | None = None
+    ingest_default_node: str | None = None
+    #: Ingest refuses bodies stamped further than this from the server clock.
+    ingest_max_skew_s: int = Field(default=86_400, ge=1)
+
+    @field_validator("api_secret", "ingest_default_node", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
