@@ -465,3 +465,45 @@ def webhooks_replay(
     with _webhook_store() as store:
         count = store.replay(subscription_id, since=at(since), until=at(until), event_id=event_id)
     click.echo(f"{count} deliveries queued again for {subscription_id}")
+
+
+@main.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+def api(loglevel: str) -> None:
+    """Run the HTTP API, ingest and dashboard on MEDIACDR_API_ADDR."""
+    import logging
+
+    import uvicorn
+
+    from services.api.app import create_app
+    from services.api.auth import is_loopback, split_addr
+    from services.config import ApiSettings
+    from services.core.errors import MediaCdrError
+    from services.store.migrate import checked_engine
+
+    logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
+    settings = ApiSettings()
+    try:
+        host, port = split_addr(settings.api_addr)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    if not is_loopback(host) and not settings.api_secret:
+        raise click.ClickException(
+            f"refusing to serve on {host} without MEDIACDR_API_SECRET: anyone who can reach the "
+            "address could read the CDR and manage webhooks. Set MEDIACDR_API_SECRET, or bind "
+            "to 127.0.0.1 (MEDIACDR_API_ADDR)."
+        )
+    try:
+        engine = checked_engine(
+            settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        )
+    except MediaCdrError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"mediacdr api on http://{settings.api_addr}/ (dashboard), docs at /docs")
+    uvicorn.run(
+        create_app(settings, engine),
+        host=host,
+        port=port,
+        log_level=loglevel.lower(),
+        access_log=False,
+    )

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, func, select
+from sqlalchemy import Engine, Select, func, select, tuple_
 
 from services.store import models
 
-__all__ = ["incidents", "nodes", "recoveries", "sessions"]
+__all__ = ["CdrCursor", "cdr", "incidents", "node", "nodes", "recoveries", "sessions"]
 
 Row = dict[str, Any]
 
@@ -77,4 +77,52 @@ def recoveries(engine: Engine, *, limit: int = 100) -> list[Row]:
     """Sessions closed by a crash, latest first, with their recovery when there was one."""
     r = models.session_recoveries
     query = select(r).order_by(r.c.crashed_at.desc(), r.c.old_unique_session_id).limit(limit)
+    return _rows(engine, query)
+
+
+def node(engine: Engine, node_id: str) -> Row | None:
+    """One node with its live sessions and latest incidents; ``None`` when unknown."""
+    found = [n for n in nodes(engine) if n["id"] == node_id]
+    if not found:
+        return None
+    detail = found[0]
+    detail["sessions"] = sessions(engine, active=True, node=node_id)
+    detail["incidents"] = incidents(engine, node=node_id, limit=20)
+    return detail
+
+
+#: (timestamp_ms, partition, offset) of the last item of a page: where the next one starts.
+CdrCursor = tuple[int, int, int]
+
+
+def cdr(
+    engine: Engine,
+    *,
+    event: str | None = None,
+    session: str | None = None,
+    node: str | None = None,
+    reason: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: CdrCursor | None = None,
+    limit: int = 100,
+) -> list[Row]:
+    """CDR events in CDR order (timestamp, partition, offset), filtered, after ``after``."""
+    c = models.cdr_events
+    order = (c.c.timestamp_ms, c.c.source_partition, c.c.source_offset)
+    query = select(c).order_by(*order).limit(limit)
+    for column, value in (
+        (c.c.event, event),
+        (c.c.session_id, session),
+        (c.c.media_node_id, node),
+        (c.c.reason, reason),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(c.c.occurred_at >= since)
+    if until is not None:
+        query = query.where(c.c.occurred_at < until)
+    if after is not None:
+        query = query.where(tuple_(*order) > tuple_(*after))
     return _rows(engine, query)
