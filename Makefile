@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test test-rebalance lint unit venv deps kafka-jars postgres status clean
+.PHONY: up down test test-rebalance lint unit venv deps kafka-jars postgres chromium status clean
 
 ## make up: set everything up and run mediacdr locally (Kafka, detector, sample events).
 up: deps kafka-jars
@@ -16,7 +16,7 @@ down:
 	@bash scripts/down.sh
 
 ## make test: set everything up and run the whole suite (lint, unit, contract, integration, e2e).
-test: deps kafka-jars postgres lint
+test: deps kafka-jars postgres chromium lint
 	$(BIN)/python -m pytest tests
 
 lint: deps
@@ -45,6 +45,9 @@ kafka-jars: deps
 
 postgres:
 	bash scripts/ensure-postgres.sh
+
+chromium:
+	bash scripts/ensure-chromium.sh
 
 status: deps
 	$(BIN)/mediacdr kafka status

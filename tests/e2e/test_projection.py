@@ -10,10 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,19 +18,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from services.config import DetectorSettings, ProjectorSettings
-from services.core.rules import Emit
-from services.detector.output import OutputBuilder
+from services.config import ProjectorSettings
 from services.ops.export import export_cdr
 from services.ops.sql import wait_caught_up
 from services.projector.rebuild import NotEmpty, rebuild
 from services.store import make_engine, models
 from services.store.projection import ProjectionStore
-from tests.support.cdr_story import busy_cluster
 from tests.support.cluster import ClusterScript
 from tests.support.databases import fresh_database_url, migrated_engine, snapshot
-from tests.support.kafka import body, produce, produce_many
-from tests.support.services import Deployment, new_deployment, running_service
+from tests.support.kafka import body, produce
+from tests.support.services import Deployment, cli, new_deployment, running_service
 
 GRACE = 3000
 
@@ -153,78 +146,16 @@ def test_detector_and_projector_turn_a_cluster_story_into_sql(
     # The same through the command line, as an operator runs it.
     since = datetime.fromtimestamp((t + GRACE) / 1000, UTC).isoformat()
     exported = tmp_path / "cdr.jsonl"
-    done = mediacdr(d, "cdr", "export", "-o", str(exported), "--since", since, "--until", str(back))
+    done = cli(d, "cdr", "export", "-o", str(exported), "--since", since, "--until", str(back))
     assert exported.read_text() == window.getvalue()
     assert f"{len(inside)} events written" in done.stderr
     cli_db = fresh_database_url("sqlite", tmp_path)
-    mediacdr(d, "migrate", MEDIACDR_DATABASE_URL=cli_db)
-    done = mediacdr(d, "rebuild", MEDIACDR_DATABASE_URL=cli_db)
+    cli(d, "migrate", MEDIACDR_DATABASE_URL=cli_db)
+    done = cli(d, "rebuild", MEDIACDR_DATABASE_URL=cli_db)
     assert f"rebuilt from {report.total} records" in done.stdout
-    refused = mediacdr(d, "rebuild", MEDIACDR_DATABASE_URL=cli_db, check=False)
+    refused = cli(d, "rebuild", MEDIACDR_DATABASE_URL=cli_db, check=False)
     assert refused.returncode != 0 and "--replace" in refused.stderr
     with_cli = make_engine(cli_db)
     assert snapshot(with_cli) == snapshot(engine)
     with_cli.dispose()
-    engine.dispose()
-
-
-def mediacdr(
-    d: Deployment, *args: str, check: bool = True, **env: str
-) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "services", *args],
-        env=d.env(**env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
-
-
-def test_kill_9_of_the_projector_mid_batch_loses_and_duplicates_nothing(
-    kafka_bootstrap: str, postgres_url: str, tmp_path: Path
-) -> None:
-    d = new_deployment(kafka_bootstrap, tmp_path)
-    url = fresh_database_url("postgresql", tmp_path, postgres_url)
-    engine = migrated_engine(url)
-    settings = DetectorSettings(**d.kafka_settings().model_dump())
-    builder = OutputBuilder(settings)
-    outputs = [builder.emit(e) for e in busy_cluster(3000) if isinstance(e, Emit)]
-    records = [(o.topic, o.key, o.value, list(o.headers), o.timestamp_ms) for o in outputs]
-    records = [r for r in records if r[0] != settings.topic_notifications]
-    redelivered = records[:500]  # the detector may write a record twice (same ce_id)
-    asyncio.run(produce_many(d.bootstrap, records + redelivered))
-    cdr_ids = {dict(r[3])["ce_id"].decode() for r in records if r[0] == settings.topic_cdr}
-
-    def events_stored() -> int:
-        with engine.connect() as conn:
-            return int(
-                conn.execute(select(func.count()).select_from(models.cdr_events)).scalar_one()
-            )
-
-    small_batches = {"MEDIACDR_PROJECTOR_BATCH_SIZE": "200", "MEDIACDR_DATABASE_URL": url}
-    with running_service(d, "projector", log_name="projector-1", **small_batches) as first:
-        wait_until(lambda: events_stored() >= 2000, "the first projector made progress")
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=30)
-    killed_at = events_stored()
-    assert killed_at < len(cdr_ids), "the projector finished before the kill"
-    with running_service(d, "projector", log_name="projector-2", **small_batches):
-        wait_projected(engine, d)
-
-    with engine.connect() as conn:
-        stored = set(conn.execute(select(models.cdr_events.c.event_id)).scalars())
-        assert stored == cdr_ids
-        participants = conn.execute(select(func.count()).select_from(models.participants)).scalar()
-        assert participants == 3000 * 3
-        crash = conn.execute(select(models.node_incidents)).one()
-        assert (crash.sessions_closed, crash.participants_evicted) == (1000, 3000)
-    rebuilt_url = fresh_database_url("postgresql", tmp_path, postgres_url)
-    rebuilt = migrated_engine(rebuilt_url)
-    asyncio.run(rebuild(projector_settings(d, rebuilt_url)))
-    assert snapshot(rebuilt) == snapshot(engine)
-    rebuilt.dispose()
     engine.dispose()

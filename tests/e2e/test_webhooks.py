@@ -11,8 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +29,7 @@ from tests.support.cdr_story import busy_cluster
 from tests.support.databases import fresh_database_url
 from tests.support.kafka import produce_many
 from tests.support.receiver import Receiver, Request, flaky, running_receiver
-from tests.support.services import Deployment, new_deployment, running_service
+from tests.support.services import Deployment, cli, new_deployment, running_service
 
 FAST = json.dumps([0, 0.05, 0.1, 0.2, 0.3, 0.3, 0.3, 0.3])
 
@@ -96,16 +94,7 @@ def wait_rows(store: WebhookStore, condition: Callable[[WebhookStore], bool], wh
 
 
 def mediacdr(d: Deployment, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "services", *args],
-        env=d.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return cli(d, *args).stdout
 
 
 def test_signed_ordered_deliveries_through_random_failures(

@@ -17,7 +17,7 @@ from services.config import KafkaSettings
 from services.ops.tail import TailedRecord, collect, read_topic
 from services.topics import ensure_topics
 
-__all__ = ["Deployment", "new_deployment", "running_service"]
+__all__ = ["Deployment", "cli", "new_deployment", "running_service"]
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ("liveness", "sessions", "cdr", "nodes", "notifications", "deadletter")
@@ -121,3 +121,21 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+
+
+def cli(
+    deployment: Deployment, *args: str, check: bool = True, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`mediacdr ARGS…` run to completion with the deployment's environment."""
+    done = subprocess.run(
+        [sys.executable, "-m", "services", *args],
+        cwd=ROOT,
+        env=deployment.env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
