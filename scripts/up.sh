@@ -31,6 +31,7 @@ echo "==> services"
 start_service detector $BIN/mediacdr detector --loglevel INFO
 start_service projector $BIN/mediacdr projector
 start_service webhooks $BIN/mediacdr webhooks
+start_service api $BIN/mediacdr api
 
 START=$(date +%s%3N)
 echo "==> sample events"
@@ -54,6 +55,7 @@ $BIN/mediacdr sql --wait-for-projector "
 cat <<TXT
 
 mediacdr is up.
+  dashboard   http://${MEDIACDR_API_ADDR:-127.0.0.1:8080}/   (API docs at /docs, log var/api.log)
   broker      $MEDIACDR_KAFKA_BOOTSTRAP
   detector    log: var/detector.log
   projector   log: var/projector.log, SQL in $MEDIACDR_DATABASE_URL (docs/SQL.md)
