@@ -17,7 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-__all__ = ["SeekToStoredPositions", "started_reader"]
+__all__ = ["SeekToStoredPositions", "consumer_lags", "started_reader"]
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +64,20 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         if fresh:
             await self.consumer.seek_to_beginning(*fresh)
         log.info("assigned %d partitions (%d never consumed)", len(assigned), len(fresh))
+
+
+async def consumer_lags(consumer: AIOKafkaConsumer) -> dict[tuple[str, int], int]:
+    """Lag of every assigned partition whose end is known: the highwater of the latest fetch
+    response − the consumer's position. Costs no request; partitions not fetched yet are left
+    out."""
+    lags: dict[tuple[str, int], int] = {}
+    for tp in consumer.assignment():
+        try:
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = await asyncio.wait_for(consumer.position(tp), timeout=0.1)
+        except Exception:  # revoked meanwhile, or the position is being reset: next time
+            continue
+        lags[(tp.topic, tp.partition)] = max(0, int(highwater) - int(position))
+    return lags

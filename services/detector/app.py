@@ -9,6 +9,9 @@
   and runs :class:`services.core.rules.NodeEngine`; its state lives in the ``nodes`` and
   ``node-sessions`` tables, written after the outputs are sent (see ``table_store``).
 
+Metrics (``services.detector.metrics``) are counted where records are routed, dead-lettered and
+emitted; the mark timer's completed ticks are the worker's ``/health`` heartbeat.
+
 Every send is immediate (``force=True``): forwards must precede the marks that vouch for them,
 and outputs must precede the state that records them. Faust flushes the producer before it
 commits offsets, so processing is at-least-once and every output has a deterministic ``ce_id``.
@@ -26,7 +29,8 @@ import faust
 from services.config import DetectorSettings
 from services.core.errors import RejectedInput
 from services.core.rules import Emit, Input, NodeEngine, Output, RuleSettings
-from services.core.validation import InputKind, validate_input
+from services.core.validation import InputKind, ValidInput, validate_input
+from services.detector import metrics
 from services.detector.envelope import Envelope, envelope_from_doc, envelope_to_doc
 from services.detector.marks import (
     MARK_KIND,
@@ -42,14 +46,25 @@ from services.detector.output import OutputBuilder
 from services.detector.routing import route_session
 from services.detector.sources import raw_headers, source_of
 from services.detector.table_store import TableRulesStore
+from services.observability import Heartbeat, LagReporter
 
-__all__ = ["INTERNAL_TOPIC_SUFFIX", "TABLES", "build_app", "internal_topic_name"]
+__all__ = [
+    "INTERNAL_TOPIC_SUFFIX",
+    "TABLES",
+    "Detector",
+    "build_app",
+    "build_detector",
+    "internal_topic_name",
+]
 
 INTERNAL_TOPIC_SUFFIX = "nodeevents"
 TABLES = ("session-routes", "nodes", "node-sessions")
 log = logging.getLogger(__name__)
 MARK_INTERVAL_S = 0.05
 STALL_MS = 5000
+#: /health says unhealthy when the mark timer (every MARK_INTERVAL_S) has not completed a tick
+#: for this long: the worker is stuck, or cannot reach the broker.
+STALE_AFTER_S = 30.0
 
 
 def internal_topic_name(settings: DetectorSettings) -> str:
@@ -57,6 +72,12 @@ def internal_topic_name(settings: DetectorSettings) -> str:
 
 
 def build_app(settings: DetectorSettings) -> faust.App:
+    return build_detector(settings).app
+
+
+def build_detector(settings: DetectorSettings) -> Detector:
+    """The Faust app with the detector wired in; ``.app`` runs it, ``.heartbeat`` says it
+    still turns."""
     app = faust.App(
         settings.detector_app_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
@@ -72,8 +93,9 @@ def build_app(settings: DetectorSettings) -> faust.App:
         key_serializer="json",  # tables; topics below are raw bytes
         value_serializer="json",
     )
-    Detector(app, settings).wire()
-    return app
+    detector = Detector(app, settings)
+    detector.wire()
+    return detector
 
 
 class Detector:
@@ -82,6 +104,8 @@ class Detector:
     def __init__(self, app: faust.App, settings: DetectorSettings) -> None:
         self.app = app
         self.settings = settings
+        self.heartbeat = Heartbeat("marks", STALE_AFTER_S)
+        self.lag = LagReporter("detector")
 
     def wire(self) -> None:
         app, s = self.app, self.settings
@@ -101,6 +125,7 @@ class Detector:
         nodes = app.Table("nodes", default=None, partitions=s.partitions, key_type=str)
         sessions = app.Table("node-sessions", default=None, partitions=s.partitions, key_type=str)
         self.store = TableRulesStore(nodes, sessions)
+        metrics.OPEN_INCIDENTS.set_function(self.store.open_incidents)
         self.engine = NodeEngine(
             self.store,
             RuleSettings(s.grace_ms, s.heartbeat_timeout_ms, s.reconnection_timeout_s),
@@ -149,6 +174,7 @@ class Detector:
 
     async def _route_one(self, kind: InputKind, event: Any) -> int | None:
         """Forward one input record, or dead-letter it; returns its event time if accepted."""
+        valid: ValidInput | None = None
         try:
             valid = validate_input(kind, event.key, event.value)
             node = valid.key
@@ -168,12 +194,15 @@ class Detector:
                     detail=error.detail,
                 )
             )
+            metrics.received(kind, valid.event if valid is not None else None, None)
+            metrics.dead_lettered(error.code)
             return None
         envelope = Envelope(
             kind, source_of(event), valid.key, event.value.decode("utf-8"), raw_headers(event)
         )
         value = json.dumps(envelope_to_doc(envelope), separators=(",", ":"), ensure_ascii=False)
         await self.internal.send(key=node.encode(), value=value.encode("utf-8"), force=True)
+        metrics.received(kind, valid.event, time.time() - valid.timestamp / 1000)
         return valid.timestamp
 
     def _bound_node(self, session_id: str) -> str | None:
@@ -217,17 +246,23 @@ class Detector:
             await self._send_marks()
         except Exception:
             log.exception("sending event-time marks failed; retrying at the next tick")
+        else:
+            self.heartbeat.beat()
 
     async def _send_marks(self) -> None:
         consumer = self.app.consumer
         roles = {self.settings.topic_liveness: "liveness", self.settings.topic_sessions: "sessions"}
         owned = [tp for tp in consumer.assignment() if tp.topic in roles]
+        report_lag = self.lag.due()
         if not owned:
+            if report_lag:
+                self.lag.set({})
             return
         self._reset_progress_after_rebalance()
         wall_ms = int(time.time() * 1000)
         ends = await self.offsets.ends((tp.topic, tp.partition) for tp in owned)
         marks: dict[str, int] = {}
+        lags: dict[tuple[str, int], int] = {}
         for tp in owned:
             progress = self.progress.setdefault(tp, PartitionProgress())
             end = ends.get((tp.topic, tp.partition), 0)
@@ -239,6 +274,10 @@ class Detector:
             mark = progress.mark(committed, end, wall_ms, self.settings.allowed_lateness_ms)
             if mark is not None:
                 marks[source_key(roles[tp.topic], tp.partition)] = mark
+            if report_lag:
+                lags[(tp.topic, tp.partition)] = end - max(progress.next_offset, committed)
+        if report_lag:
+            self.lag.set(lags)
         value = encode_mark(marks)
         for partition in range(self.settings.partitions):
             await self.internal.send(value=value, partition=partition, force=True)
@@ -282,6 +321,9 @@ class Detector:
         self, sender: Any, *args: Any, signal: Any, **kwargs: Any
     ) -> None:
         self.restored += 1
+        internal = internal_topic_name(self.settings)
+        owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == internal}
+        self.store.keep_partitions(owned)  # the open-incident count of what this worker owns
 
     async def _on_shutdown(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         await self.offsets.close()
@@ -298,6 +340,12 @@ class Detector:
         for output in outputs:
             if isinstance(output, Emit):
                 await self._send(self.builder.emit(output))
+                event = str(output.body["event"])
+                metrics.emitted(output.stream, event)
+                if event == "nodeCrashed" and output.stream == "cdr":
+                    decided_at = int(output.body["timestamp"]) + self.settings.allowed_lateness_ms
+                    metrics.crash_decided(time.time() - decided_at / 1000)
             else:
                 await self._send(self.builder.rejected(output))
+                metrics.dead_lettered(output.code)
         self.store.flush()

@@ -37,6 +37,8 @@ class TableRulesStore:
         self.known_loads: dict[str, NodeLoad] = {}
         #: node → its liveness partition, so a mark needs no row read per pending node
         self.liveness_partitions: dict[str, int | None] = {}
+        #: nodes in their grace window → their internal partition (``mediacdr_open_incidents``)
+        self.in_grace: dict[str, int | None] = {}
         self._dirty_nodes: dict[str, Any] = {}
         self._dirty_sessions: dict[str, Any] = {}
 
@@ -104,6 +106,19 @@ class TableRulesStore:
             self._remember(node)
         self.timers[partition] = timers
 
+    def open_incidents(self) -> float:
+        """Nodes in their grace window on the partitions this worker owns (read by the metrics
+        thread: one ``len``)."""
+        return len(self.in_grace)
+
+    def keep_partitions(self, owned: set[int]) -> None:
+        """After a rebalance: forget the open incidents of partitions owned no more."""
+        self.in_grace = {n: p for n, p in list(self.in_grace.items()) if p in owned}
+
     def _remember(self, node: NodeState) -> None:
         self.known_loads[node.id] = NodeLoad(node.id, node.life == "running", len(node.sessions))
         self.liveness_partitions[node.id] = node.liveness_partition
+        if node.life == "grace":
+            self.in_grace[node.id] = node.home_partition
+        else:
+            self.in_grace.pop(node.id, None)

@@ -7,7 +7,8 @@ import asyncio
 import faust
 
 from services.config import DetectorSettings
-from services.detector.app import TABLES, build_app, internal_topic_name
+from services.detector.app import TABLES, build_detector, internal_topic_name
+from services.observability import metrics_server
 from services.topics import TopicSpec, contract_topics, ensure_topics
 
 __all__ = ["internal_topics", "run_detector"]
@@ -27,12 +28,21 @@ def internal_topics(settings: DetectorSettings) -> list[TopicSpec]:
 
 
 def run_detector(settings: DetectorSettings, loglevel: str = "WARNING") -> None:
+    """Run the worker until a signal, with ``/health`` and ``/metrics`` on
+    ``MEDIACDR_METRICS_ADDR`` (when set) from before it starts: unhealthy until the mark timer
+    runs (after the first assignment and table recovery), and whenever it stops completing its
+    ticks."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     specs = contract_topics(settings) + internal_topics(settings)
     created = loop.run_until_complete(ensure_topics(settings, specs))
     if created:
         print(f"created topics: {', '.join(created)}", flush=True)
-    app = build_app(settings)
-    worker = faust.Worker(app, loop=loop, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    detector = build_detector(settings)
+    with metrics_server(settings.metrics_addr, detector.heartbeat.health) as server:
+        if server is not None:  # the worker sets up logging later, at `loglevel`
+            print(f"health and metrics on {server.url} (/health, /metrics)", flush=True)
+        worker = faust.Worker(
+            detector.app, loop=loop, loglevel=loglevel, quiet=True, redirect_stdouts=False
+        )
+        worker.execute_from_commandline()

@@ -19,8 +19,9 @@ from datetime import timedelta
 from aiokafka import AIOKafkaConsumer
 
 from services.config import ProjectorSettings
+from services.observability import Heartbeat, LagReporter, metrics_server
 from services.projector.batches import BatchReport, Projector
-from services.readers import SeekToStoredPositions
+from services.readers import SeekToStoredPositions, consumer_lags
 from services.store.migrate import checked_engine
 from services.store.projection import ProjectionStore
 from services.topics import ensure_topics
@@ -28,6 +29,9 @@ from services.topics import ensure_topics
 __all__ = ["projection_store", "run_projector", "serve"]
 
 log = logging.getLogger(__name__)
+#: /health says unhealthy when the consumer loop has not turned for this long (a poll takes at
+#: most MEDIACDR_PROJECTOR_BATCH_WAIT_MS; a batch's transaction, seconds at worst).
+STALE_AFTER_S = 60.0
 
 
 def projection_store(settings: ProjectorSettings) -> ProjectionStore:
@@ -41,7 +45,22 @@ async def serve(
     stop: asyncio.Event,
     on_batch: Callable[[BatchReport], None] | None = None,
 ) -> BatchReport:
-    """Project until ``stop`` is set; returns the totals."""
+    """Project until ``stop`` is set; returns the totals. Serves ``/health`` and ``/metrics`` on
+    ``MEDIACDR_METRICS_ADDR`` meanwhile (when set): healthy while the consumer loop turns."""
+    heartbeat = Heartbeat("consumer", STALE_AFTER_S)
+    with metrics_server(settings.metrics_addr, heartbeat.health):
+        try:
+            return await _project(settings, stop, heartbeat, on_batch)
+        finally:
+            heartbeat.stop()
+
+
+async def _project(
+    settings: ProjectorSettings,
+    stop: asyncio.Event,
+    heartbeat: Heartbeat,
+    on_batch: Callable[[BatchReport], None] | None,
+) -> BatchReport:
     store = projection_store(settings)
     await ensure_topics(settings)
     projector = Projector(settings, store)
@@ -55,12 +74,16 @@ async def serve(
     consumer.subscribe(projector.topics, listener=SeekToStoredPositions(consumer, store.positions))
     await consumer.start()
     totals = BatchReport()
+    lag = LagReporter("projector")
     try:
         while not stop.is_set():
+            heartbeat.beat()
             batch = await consumer.getmany(
                 timeout_ms=settings.projector_batch_wait_ms,
                 max_records=settings.projector_batch_size,
             )
+            if lag.due():
+                lag.set(await consumer_lags(consumer))
             batch = {tp: records for tp, records in batch.items() if records}
             if not batch:
                 continue
@@ -71,6 +94,7 @@ async def serve(
             with contextlib.suppress(Exception):  # lag reporting only; SQL is the truth
                 await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batch.items()})
     finally:
+        lag.clear()
         await consumer.stop()
         store.engine.dispose()
     return totals

@@ -27,7 +27,8 @@ from services.config import WebhookSettings
 from services.core import codec
 from services.core.errors import InvalidJson
 from services.core.webhooks import decode_secret
-from services.readers import SeekToStoredPositions
+from services.observability import Heartbeat, LagReporter, all_healthy, metrics_server
+from services.readers import SeekToStoredPositions, consumer_lags
 from services.store.migrate import checked_engine
 from services.store.positions import Position
 from services.store.webhooks import OutboxRecord, WebhookStore
@@ -38,6 +39,8 @@ from services.webhooks.sender import Sender, parse_header
 __all__ = ["outbox_records", "run_webhooks", "serve", "webhook_store"]
 
 log = logging.getLogger(__name__)
+#: /health says unhealthy when the outbox or the sender loop has not turned for this long.
+STALE_AFTER_S = 60.0
 
 
 def webhook_store(settings: WebhookSettings) -> WebhookStore:
@@ -83,7 +86,11 @@ def _check_config(settings: WebhookSettings) -> None:
 
 
 async def _outbox(
-    settings: WebhookSettings, store: WebhookStore, stop: asyncio.Event, wake: asyncio.Event
+    settings: WebhookSettings,
+    store: WebhookStore,
+    stop: asyncio.Event,
+    wake: asyncio.Event,
+    heartbeat: Heartbeat,
 ) -> None:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -96,9 +103,13 @@ async def _outbox(
         [settings.topic_cdr], listener=SeekToStoredPositions(consumer, store.positions)
     )
     await consumer.start()
+    lag = LagReporter("webhooks")
     try:
         while not stop.is_set():
+            heartbeat.beat()
             batch = await consumer.getmany(timeout_ms=200, max_records=settings.webhook_batch_size)
+            if lag.due():
+                lag.set(await consumer_lags(consumer))
             batch = {tp: rs for tp, rs in batch.items() if rs}
             if not batch:
                 continue
@@ -116,11 +127,16 @@ async def _outbox(
             with contextlib.suppress(Exception):  # lag reporting only; SQL is the truth
                 await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batch.items()})
     finally:
+        lag.clear()
         await consumer.stop()
 
 
 async def _send(
-    settings: WebhookSettings, store: WebhookStore, stop: asyncio.Event, wake: asyncio.Event
+    settings: WebhookSettings,
+    store: WebhookStore,
+    stop: asyncio.Event,
+    wake: asyncio.Event,
+    heartbeat: Heartbeat,
 ) -> None:
     limits = httpx.Limits(
         max_connections=settings.webhook_concurrency,
@@ -131,6 +147,7 @@ async def _send(
         in_flight: dict[tuple[str, str], asyncio.Task[str]] = {}
         poll = settings.webhook_poll_ms / 1000
         while not stop.is_set():
+            heartbeat.beat()
             free = settings.webhook_concurrency - len(in_flight)
             if free > 0:
                 due = await asyncio.to_thread(store.due, datetime.now(UTC), free + len(in_flight))
@@ -168,8 +185,21 @@ async def _depths(store: WebhookStore, stop: asyncio.Event) -> None:
 
 
 async def serve(settings: WebhookSettings, stop: asyncio.Event) -> None:
-    """Run the outbox and the sender until ``stop`` is set."""
+    """Run the outbox and the sender until ``stop`` is set. Serves ``/health`` and ``/metrics``
+    on ``MEDIACDR_METRICS_ADDR`` meanwhile (when set): healthy while both loops turn."""
     _check_config(settings)
+    outbox, sender = Heartbeat("outbox", STALE_AFTER_S), Heartbeat("sender", STALE_AFTER_S)
+    with metrics_server(settings.metrics_addr, all_healthy(outbox.health, sender.health)):
+        try:
+            await _serve(settings, stop, outbox, sender)
+        finally:
+            outbox.stop()
+            sender.stop()
+
+
+async def _serve(
+    settings: WebhookSettings, stop: asyncio.Event, outbox: Heartbeat, sender: Heartbeat
+) -> None:
     store = webhook_store(settings)
     try:
         await asyncio.to_thread(
@@ -182,8 +212,8 @@ async def serve(settings: WebhookSettings, stop: asyncio.Event) -> None:
         await ensure_topics(settings)
         wake = asyncio.Event()
         tasks = [
-            asyncio.create_task(_outbox(settings, store, stop, wake), name="outbox"),
-            asyncio.create_task(_send(settings, store, stop, wake), name="sender"),
+            asyncio.create_task(_outbox(settings, store, stop, wake, outbox), name="outbox"),
+            asyncio.create_task(_send(settings, store, stop, wake, sender), name="sender"),
             asyncio.create_task(_depths(store, stop), name="depths"),
         ]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
