@@ -6,18 +6,21 @@ Pure: builds the records; the Faust adapter only sends them.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 from services.config import DetectorSettings
-from services.core.codec import Headers, ce_headers, ce_id, encode_value
+from services.core.codec import Headers, ce_headers, ce_id, ce_time, encode_value
 from services.core.deadletter import SourcePosition, dead_letter_headers
 from services.core.rules.outputs import Emit, Reject
 from services.core.schemas import dataschema_urn
 from services.detector.envelope import envelope_from_doc
 
-__all__ = ["SOURCE", "Output", "OutputBuilder"]
+__all__ = ["DECIDED_AT", "SOURCE", "Output", "OutputBuilder"]
 
 SOURCE = "mediacdr/detector"
+#: CloudEvents extension on `nodeCrashed`: the wall-clock time of the decision.
+DECIDED_AT = "ce_decidedat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,8 @@ class OutputBuilder:
             media_node_id=emit.media_node_id,
             incident_id=emit.incident_id,
         )
+        if event == "nodeCrashed":  # when it was decided, for the decision delay (docs/WIRE.md)
+            headers.append((DECIDED_AT, ce_time(int(time.time() * 1000)).encode()))
         topic = {
             "cdr": self.settings.topic_cdr,
             "nodes": self.settings.topic_nodes,

@@ -206,6 +206,7 @@ node_incidents = Table(
     Column("cause", String(64)),
     Column("outcome", String(16), nullable=False, server_default="pending"),
     Column("outcome_order", Integer),
+    _at("decided_at"),  # wall clock of the crash decision (the ce_decidedat header)
     _at("reconnected_at"),
     _at("crashed_at"),
     _at("recovered_at"),

@@ -117,6 +117,7 @@ def test_a_crash_shows_up_on_the_dashboard(
         wait.until(lambda b: state_of(b, doomed) == "crashed")
         seen_after_s = (time.time() * 1000 - crash_at) / 1000
         wait.until(lambda b: doomed in text_of(b, 'tr[data-outcome="crashed"]'))
+        assert " ms" in text_of(browser, 'tr[data-outcome="crashed"]')  # the decision delay
         assert state_of(browser, steady) == "running"
         shot = tmp_path / "dashboard.png"
         browser.save_screenshot(str(shot))

@@ -97,6 +97,7 @@ def test_detector_and_projector_turn_a_cluster_story_into_sql(
         assert crash.recordings_stopped == 1
         assert crash.recovered_at is not None
         assert int(crash.crashed_at.timestamp() * 1000) == t + GRACE
+        assert crash.decided_at >= crash.deadline_at  # the ce_decidedat header, projected
         sessions = {r.unique_session_id: r for r in conn.execute(select(models.sessions))}
         old = sessions[f"ses_S_{t - 2900}"]
         assert (old.reason, old.media_node_id, old.incident_id) == ("nodeCrashed", a, incident)

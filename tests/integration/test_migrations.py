@@ -30,7 +30,7 @@ def test_upgrade_matches_models_and_round_trips(
             diff = compare_metadata(MigrationContext.configure(connection), metadata)
             assert diff == []
             version = connection.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0004"
+            assert version.scalar_one() == "0005"
         command.downgrade(config, "base")
         with engine.connect() as connection:
             assert "alembic_version" in inspect(connection).get_table_names()

@@ -69,7 +69,8 @@ def crash_impact(rows: Rows) -> None:
     assert (crash["incident_id"], crash["media_node_id"]) == (INCIDENT, NODE_A)
     impact = ("sessions_closed", "participants_evicted", "recordings_stopped", "broadcasts_stopped")
     assert tuple(crash[k] for k in impact) == (2, 3, 1, 1)
-    assert crash["seconds_to_decide"] == Decimal((CRASH_AT - DISCONNECT_AT) // 1000)
+    assert crash["grace_seconds"] == Decimal((CRASH_AT - DISCONNECT_AT) // 1000)
+    assert crash["decision_delay_ms"] is None  # the story's records carry no ce_decidedat
 
 
 def billable_minutes(rows: Rows) -> None:

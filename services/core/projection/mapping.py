@@ -181,6 +181,7 @@ def _node_crashed(r: ProjectedRecord) -> list[Contribution]:
     closed = {
         "disconnected_at": utc(b.get("timeOfDisconnection")),
         "crashed_at": utc(at),
+        "decided_at": _instant(r.decided_at),
         "outcome_order": 1,
         "outcome": "crashed",
     }
@@ -297,6 +298,16 @@ def _incident(
         "disconnected_at": utc(incident_disconnected_at(incident_id)),
     }
     return Contribution("node_incidents", (incident_id,), identity | values)
+
+
+def _instant(header: str | None) -> datetime | None:
+    """A ``YYYY-MM-DDTHH:MM:SS.sssZ`` header value; ``None`` when absent or unreadable."""
+    if not header:
+        return None
+    try:
+        return datetime.fromisoformat(header.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return None
 
 
 def _crash_of(r: ProjectedRecord) -> tuple[str, int | None] | None:

@@ -30,6 +30,7 @@ class ProjectedRecord:
     event_id: str
     media_node_id: str | None
     incident_id: str | None
+    decided_at: str | None = None  # the ce_decidedat header of nodeCrashed
 
     @property
     def timestamp(self) -> int:
@@ -75,6 +76,7 @@ def parse_record(
         event_id,
         found.get("ce_medianodeid"),
         found.get("ce_incidentid"),
+        found.get("ce_decidedat"),
     )
     try:
         contributions(record)  # what the store will do with it, checked before any write

@@ -103,6 +103,7 @@ NODE_INCIDENTS = TableSpec(
         "outcome": Latest("outcome_order", default="pending"),
         "reconnected_at": First(),
         "crashed_at": First(),
+        "decided_at": Min(),
         "recovered_at": First(),
         "removed_at": First(),
         "sessions_closed": Add(),
