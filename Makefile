@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test test-rebalance lint unit venv deps kafka-jars postgres chromium status clean
+.PHONY: up down test test-rebalance bench lint unit venv deps kafka-jars postgres chromium status clean
 
 ## make up: set everything up and run mediacdr locally (Kafka, detector, sample events).
 up: deps kafka-jars
@@ -19,9 +19,13 @@ down:
 test: deps kafka-jars postgres chromium lint
 	$(BIN)/python -m pytest tests
 
+## make bench: the benchmark suite on a local broker and PostgreSQL → docs/BENCHMARKS.md.
+bench: deps kafka-jars postgres
+	$(BIN)/python -m benchmarks --size full --runs 3 --output docs/BENCHMARKS.md
+
 lint: deps
-	$(BIN)/ruff check services tests migrations
-	$(BIN)/ruff format --check services tests migrations
+	$(BIN)/ruff check services tests migrations benchmarks
+	$(BIN)/ruff format --check services tests migrations benchmarks
 	$(BIN)/mypy
 
 ## make test-rebalance: only the multi-worker rebalance tests (they are part of `make test` too).

@@ -1,0 +1,67 @@
+"""`python -m benchmarks [--size tiny|full] [--runs N] [--only B4,B5] [--output FILE]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import b1_latency, b2_throughput, b4_projector, b5_webhooks
+from benchmarks.infra import bench_infra
+from benchmarks.report import Result, render
+
+SIZES = {
+    # events for B2, CDR events for B4, deliveries for B5, crashes for B1
+    "tiny": {"b2": 4_000, "b4": 2_000, "b5": 400, "b1": 5},
+    "full": {"b2": 200_000, "b4": 200_000, "b5": 20_000, "b1": 100},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default="B1,B2,B4,B5")
+    parser.add_argument("--output", type=Path, default=None, help="default: print only")
+    args = parser.parse_args(argv)
+    size, only = SIZES[args.size], set(args.only.upper().split(","))
+    results: list[Result] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="mediacdr-bench-") as tmp,
+        bench_infra(Path(tmp)) as bench,
+    ):
+        steps = [
+            ("B1", lambda: b1_latency.run(bench, size["b1"], args.runs)),
+            ("B2", lambda: b2_throughput.run(bench, size["b2"], args.runs)),
+            ("B4", lambda: b4_projector.run(bench, size["b4"], args.runs)),
+            ("B5", lambda: b5_webhooks.run(bench, size["b5"], args.runs)),
+        ]
+        for name, step in steps:
+            if name not in only:
+                continue
+            started = time.monotonic()
+            print(f"{name} …", file=sys.stderr, flush=True)
+            found = step()
+            results += found
+            for r in found:
+                print(
+                    f"  {r.id} {r.name}: median {r.median:,.1f} {r.unit} "
+                    f"(min {min(r.values):,.1f}, max {max(r.values):,.1f})",
+                    file=sys.stderr,
+                )
+            print(f"  ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+    modules = {"B1": b1_latency, "B2": b2_throughput, "B4": b4_projector, "B5": b5_webhooks}
+    methods = {k: m.__doc__ or "" for k, m in modules.items() if k in only}
+    text = render(results, args.runs, args.size, methods)
+    if args.output:
+        args.output.write_text(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
