@@ -14,8 +14,8 @@ from benchmarks.report import Result, render
 
 SIZES = {
     # events for B2, CDR events for B4, deliveries for B5, crashes for B1
-    "tiny": {"b2": 4_000, "b4": 2_000, "b5": 400, "b1": 5},
-    "full": {"b2": 200_000, "b4": 200_000, "b5": 20_000, "b1": 100},
+    "tiny": {"b2": 4_000, "b4": 2_000, "b5": 400, "b1": 5, "b2_scale_runs": 0},
+    "full": {"b2": 40_000, "b4": 100_000, "b5": 5_000, "b1": 100, "b2_scale_runs": 1},
 }
 
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         steps = [
             ("B1", lambda: b1_latency.run(bench, size["b1"], args.runs)),
-            ("B2", lambda: b2_throughput.run(bench, size["b2"], args.runs)),
+            ("B2", lambda: b2_throughput.run(bench, size["b2"], args.runs, size["b2_scale_runs"])),
             ("B4", lambda: b4_projector.run(bench, size["b4"], args.runs)),
             ("B5", lambda: b5_webhooks.run(bench, size["b5"], args.runs)),
         ]
