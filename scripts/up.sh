@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make up`: a local Kafka broker, the contract topics, the detector, and sample events.
+# `make up`: a local Kafka broker, the contract topics, the services, sample events and the
+# simulated cluster (unless MEDIACDR_SIMULATE=0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -52,6 +53,14 @@ $BIN/mediacdr sql --wait-for-projector "
   SELECT incident_id, outcome, sessions_closed, participants_evicted, recordings_stopped
   FROM node_incidents ORDER BY disconnected_at"
 
+SIMULATOR_LINE="  simulator   off (MEDIACDR_SIMULATE=0)"
+if [[ ${MEDIACDR_SIMULATE:-1} != 0 ]]; then
+  echo "==> the simulated cluster (docs/SIMULATOR.md): 6 nodes, a session every 2 s, faults"
+  start_service simulator $BIN/mediacdr simulate --mode realtime --duration 0 --nodes 6 \
+    --session-rate 0.5 --faults default --seed 1
+  SIMULATOR_LINE="  simulator   media_sim-1…6, sessions and faults in real time; log: var/simulator.log"
+fi
+
 cat <<TXT
 
 mediacdr is up.
@@ -60,6 +69,7 @@ mediacdr is up.
   detector    log: var/detector.log
   projector   log: var/projector.log, SQL in $MEDIACDR_DATABASE_URL (docs/SQL.md)
   webhooks    log: var/webhooks.log; subscribe with: .venv/bin/mediacdr webhooks add URL
+$SIMULATOR_LINE
 Look at:
   .venv/bin/mediacdr tail mediacdr.cdr          # CDR records with their ce_* headers
   .venv/bin/mediacdr tail mediacdr.nodes        # incidents: the blip and the crash

@@ -88,6 +88,128 @@ def samples() -> None:
         click.echo(line)
 
 
+_FAULT_OPTIONS = {  # option → FaultRates field
+    "crash_rate": "crash_disconnect",
+    "silent_crash_rate": "crash_silent",
+    "blip_rate": "blip",
+    "flap_rate": "flap",
+    "shutdown_rate": "planned_shutdown",
+    "malformed_rate": "malformed_per_min",
+    "recovery_share": "recovery_share",
+    "node_return": "node_return_s",
+}
+
+
+@main.command()
+@click.option("--nodes", default=10, show_default=True, help="Media nodes (media_sim-1…).")
+@click.option("--session-rate", default=1.0, show_default=True, help="New sessions per second.")
+@click.option(
+    "--duration", default=60.0, show_default=True, help="Simulated seconds; 0 = until stopped."
+)
+@click.option("--seed", default=1, show_default=True)
+@click.option(
+    "--mode", type=click.Choice(["realtime", "max"]), default="realtime", show_default=True
+)
+@click.option("--speed", default=1.0, show_default=True, help="realtime: story time per second.")
+@click.option("--rate", default=0.0, show_default=True, help="max: records/s; 0 = unlimited.")
+@click.option(
+    "--faults",
+    type=click.Choice(["none", "default", "chaos"]),
+    default="none",
+    show_default=True,
+    help="Fault preset (docs/SIMULATOR.md); the options below override it.",
+)
+@click.option("--crash-rate", type=float, help="Crashes by disconnection per node per hour.")
+@click.option("--silent-crash-rate", type=float, help="Crashes by silence per node per hour.")
+@click.option("--blip-rate", type=float, help="Blips per node per hour.")
+@click.option("--flap-rate", type=float, help="Flaps (3–5 blips) per node per hour.")
+@click.option("--shutdown-rate", type=float, help="Planned shutdowns per node per hour.")
+@click.option("--malformed-rate", type=float, help="Malformed records per minute.")
+@click.option("--recovery-share", type=float, help="Share of crashed sessions re-created.")
+@click.option("--node-return", type=float, help="Mean seconds before a node comes back; 0 never.")
+@click.option("--heartbeat-ms", default=1000, show_default=True, help="0 = no heartbeats.")
+@click.option("--mean-session", default=120.0, show_default=True, help="Mean session seconds.")
+@click.option("--participants", default=3.0, show_default=True, help="Mean per session.")
+def simulate(**opts: Any) -> None:
+    """Play a simulated cluster with faults on the input topics (seeded, deterministic).
+
+    The grace window and heartbeat timeout are the detector's (MEDIACDR_GRACE_MS,
+    MEDIACDR_HEARTBEAT_TIMEOUT_MS), read from the same environment.
+    """
+    import dataclasses
+
+    from services.simulator.config import SimConfig, preset
+    from services.simulator.model import Simulation
+    from services.simulator.run import FeedOptions
+
+    detector = DetectorSettings()
+    if opts["mode"] == "max" and opts["duration"] <= 0:
+        raise click.BadParameter("--mode max needs a --duration", param_hint="--duration")
+    if opts["speed"] <= 0 or opts["rate"] < 0:
+        raise click.BadParameter("--speed must be > 0 and --rate ≥ 0")
+    faults = preset(opts["faults"], heartbeat_timeout_ms=detector.heartbeat_timeout_ms)
+    overrides = {f: opts[o] for o, f in _FAULT_OPTIONS.items() if opts[o] is not None}
+    config = SimConfig(
+        start_ms=int(time.time() * 1000),
+        seed=opts["seed"],
+        nodes=opts["nodes"],
+        duration_s=opts["duration"],
+        session_rate=opts["session_rate"],
+        mean_session_s=opts["mean_session"],
+        mean_participants=opts["participants"],
+        heartbeat_ms=opts["heartbeat_ms"],
+        grace_ms=detector.grace_ms,
+        heartbeat_timeout_ms=detector.heartbeat_timeout_ms,
+        faults=dataclasses.replace(faults, **overrides),
+    )
+    try:
+        sim = Simulation(config)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    options = FeedOptions(mode=opts["mode"], speed=opts["speed"], rate=opts["rate"])
+    report = _run_simulation(KafkaSettings(), sim, options)
+    click.echo(
+        f"sent {report.sent} records in {report.elapsed_s:.1f} s ({report.rate:.0f}/s)"
+        + (" — interrupted" if report.interrupted else "")
+    )
+    for name, value in [*sim.counts.summary().items(), ("horizon_ms", sim.horizon_ms)]:
+        click.echo(f"  {name:<30} {value}")
+
+
+def _run_simulation(settings: KafkaSettings, sim: Any, options: Any) -> Any:
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from services.simulator.run import feed
+
+    console = Console(stderr=True)
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:>9.0f} records"),
+        TextColumn("{task.fields[rate]:>7.0f}/s"),
+        TimeElapsedColumn(),
+    )
+    started, shown, logged = time.monotonic(), [0.0], [0.0]
+
+    def on_sent(sent: int) -> None:
+        elapsed = time.monotonic() - started
+        if elapsed - shown[0] < 0.2:
+            return
+        shown[0] = elapsed
+        progress.update(task, completed=sent, rate=sent / elapsed)
+        if not console.is_terminal and elapsed - logged[0] >= 30:  # a log, not a screen
+            logged[0] = elapsed
+            click.echo(f"{sent} records sent in {elapsed:.0f} s", err=True)
+
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"simulating ({options.mode})", total=None, rate=0.0)
+        try:
+            return asyncio.run(feed(settings, sim, options, on_sent))
+        except _UNREACHABLE as e:
+            raise _kafka_down(e) from e
+
+
 @main.command("wait-for")
 @click.argument("topic")
 @click.option(

@@ -1,10 +1,13 @@
-"""Building realistic input records (OpenVidu webhook JSON plus liveness events) for tests."""
+"""Building realistic input records (OpenVidu webhook JSON plus liveness events) for tests,
+with the simulator's payload builders (services/simulator/payloads.py)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from services.simulator import payloads as p
 
 __all__ = ["ClusterScript"]
 
@@ -27,72 +30,28 @@ class ClusterScript:
         return self
 
     def create(self, session_id: str, node: str, at: int) -> ClusterScript:
-        return self.session("sessionCreated", session_id, at, mediaNodeId=node)
+        return self._add(p.session_created(session_id, at, node))
 
     def join(self, session_id: str, connection: str, at: int) -> ClusterScript:
-        return self.session(
-            "participantJoined",
-            session_id,
-            at,
-            connectionId=connection,
-            location="Berlin, Germany",
-            ip="37.122.145.190",
-            platform="Chrome 85.0.4183.121 on Linux 64-bit",
-            clientData=f"client {connection}",
-            serverData="{'user': 'client1'}",
-        )
+        person = p.Person(client_data=f"client {connection}", server_data="{'user': 'client1'}")
+        return self._add(p.participant_joined(session_id, connection, at, person))
 
     def publish(self, session_id: str, connection: str, at: int) -> ClusterScript:
-        return self.session(
-            "webrtcConnectionCreated",
-            session_id,
-            at,
-            streamId=f"str_CAM_{connection}",
-            connectionId=connection,
-            connection="OUTBOUND",
-            videoSource="CAMERA",
-            videoFramerate=30,
-            videoDimensions='{"width":1280,"height":720}',
-            audioEnabled=True,
-            videoEnabled=True,
-        )
+        return self._add(p.outbound_created(session_id, connection, at, f"str_CAM_{connection}"))
 
     def subscribe(self, session_id: str, receiver: str, sender: str, at: int) -> ClusterScript:
-        return self.session(
-            "webrtcConnectionCreated",
-            session_id,
-            at,
-            streamId=f"str_CAM_{sender}",
-            connectionId=receiver,
-            connection="INBOUND",
-            receivingFrom=sender,
-            videoSource="CAMERA",
-            videoFramerate=30,
-            videoDimensions='{"width":1280,"height":720}',
-            audioEnabled=True,
-            videoEnabled=True,
-        )
+        stream = f"str_CAM_{sender}"
+        return self._add(p.inbound_created(session_id, receiver, sender, at, stream))
 
     def record(self, session_id: str, at: int) -> ClusterScript:
-        return self.session(
-            "recordingStatusChanged",
-            session_id,
-            at,
-            startTime=at,
-            duration=0,
-            id=session_id,
-            name="MyRecording",
-            outputMode="INDIVIDUAL",
-            hasAudio=True,
-            hasVideo=True,
-            size=0,
-            status="started",
-        )
+        return self._add(p.recording_started(session_id, at, session_id))
 
     def broadcast(self, session_id: str, at: int) -> ClusterScript:
-        return self.session(
-            "broadcastStarted", session_id, at, broadcastUrl="rtmp://live.example.com/app/key"
-        )
+        return self._add(p.broadcast_started(session_id, at, "rtmp://live.example.com/app/key"))
+
+    def _add(self, payload: dict[str, Any]) -> ClusterScript:
+        self.records.append(("sessions", str(payload["sessionId"]), payload))
+        return self
 
     def encoded(self, topic_of: dict[str, str]) -> list[tuple[str, bytes, bytes]]:
         return [
