@@ -92,6 +92,9 @@ def render(
         lines.append(f"- **{r.id} {r.name}**: {r.note}")
         for k, v in r.extra.items():
             lines.append(f"  - {k}: {v}")
+    analysis = Path(__file__).with_name("analysis.md")
+    if analysis.exists():
+        lines += ["", analysis.read_text().strip()]
     if methods:
         lines += ["", "## Method", ""]
         for name, text in methods.items():
