@@ -6,6 +6,7 @@ for good, one every 100 ms, stamped with the wall clock.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -22,7 +23,7 @@ def run(bench: Bench, crashes: int, runs: int) -> list[Result]:
         done = subprocess.run(
             [sys.executable, "scripts/measure_crash_latency.py", "--crashes", str(crashes)],
             cwd=ROOT,
-            env={"MEDIACDR_KAFKA_BOOTSTRAP": bench.bootstrap, **_env()},
+            env={**os.environ, "MEDIACDR_KAFKA_BOOTSTRAP": bench.bootstrap},
             capture_output=True,
             text=True,
             timeout=900,
@@ -43,12 +44,6 @@ def run(bench: Bench, crashes: int, runs: int) -> list[Result]:
             extra={"p50 (median of runs)": f"{sorted(p50s)[len(p50s) // 2]:.0f} ms"},
         ),
     ]
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 def _ms(output: str, name: str) -> float:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -22,6 +21,7 @@ from services.config import ProjectorSettings
 from services.observability import Heartbeat, LagReporter, metrics_server
 from services.projector.batches import BatchReport, Projector
 from services.readers import SeekToStoredPositions, consumer_lags
+from services.signals import stop_on_signals
 from services.store.migrate import checked_engine
 from services.store.projection import ProjectionStore
 from services.topics import ensure_topics
@@ -104,10 +104,7 @@ def run_projector(settings: ProjectorSettings) -> None:
     """Run until SIGINT or SIGTERM; the batch in progress is finished first."""
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
 
         def report(batch: BatchReport) -> None:
             log.info(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -29,6 +28,7 @@ from services.core.errors import InvalidJson
 from services.core.webhooks import decode_secret
 from services.observability import Heartbeat, LagReporter, all_healthy, metrics_server
 from services.readers import SeekToStoredPositions, consumer_lags
+from services.signals import stop_on_signals
 from services.store.migrate import checked_engine
 from services.store.positions import Position
 from services.store.webhooks import OutboxRecord, WebhookStore
@@ -230,10 +230,7 @@ def run_webhooks(settings: WebhookSettings) -> None:
     """Run until SIGINT or SIGTERM."""
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         await serve(settings, stop)
 
     asyncio.run(main())
