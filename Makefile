@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test test-rebalance bench lint unit venv deps kafka-jars postgres chromium status clean
+.PHONY: up down test test-rebalance soak bench lint unit venv deps kafka-jars postgres chromium status clean
 
 ## make up: set everything up and run mediacdr locally (Kafka, detector, sample events).
 up: deps kafka-jars
@@ -18,6 +18,11 @@ down:
 ## make test: set everything up and run the whole suite (lint, unit, contract, integration, e2e).
 test: deps kafka-jars postgres chromium lint
 	$(BIN)/python -m pytest tests
+
+## make soak: 30 minutes of simulator load with faults, then the invariants (SOAK_MINUTES=…).
+SOAK_MINUTES ?= 30
+soak: deps kafka-jars postgres
+	$(BIN)/python -m tests.support.soak --minutes $(SOAK_MINUTES)
 
 ## make bench: the benchmark suite on a local broker and PostgreSQL → docs/BENCHMARKS.md.
 bench: deps kafka-jars postgres

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +114,7 @@ class Deployment:
                         process.wait(timeout=30)
 
 
-async def _produce(bootstrap: str, records: Sequence[Record]) -> None:
+async def _produce(bootstrap: str, records: Iterable[Record]) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -137,7 +137,7 @@ async def _produce(bootstrap: str, records: Sequence[Record]) -> None:
         await producer.stop()
 
 
-def produce(bootstrap: str, records: Sequence[Record]) -> None:
+def produce(bootstrap: str, records: Iterable[Record]) -> None:
     asyncio.run(_produce(bootstrap, records))
 
 

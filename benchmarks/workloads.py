@@ -10,7 +10,7 @@ from services.config import DetectorSettings
 from services.core.rules import Emit, InMemoryRulesStore, Input, NodeEngine, RuleSettings
 from services.detector.output import OutputBuilder
 
-__all__ = ["cdr_records"]
+__all__ = ["cdr_record_stream", "cdr_records"]
 
 T0 = 1_790_000_000_000
 
@@ -99,20 +99,25 @@ def cdr_records(settings: DetectorSettings, sessions: int, participants: int = 3
     The rule engine writes the records of 10 sessions; the others are those with their ids and
     times shifted (running the engine for a million events would take minutes).
     """
+    return list(cdr_record_stream(settings, sessions, participants))
+
+
+def cdr_record_stream(
+    settings: DetectorSettings, sessions: int, participants: int = 3
+) -> Iterator[Record]:
+    """``cdr_records`` one at a time, for workloads too large to hold (B4's million events)."""
     builder = OutputBuilder(settings)
     template = [e for e in _engine_emits(10, participants) if "sessionId" in e.body]
     per_session: dict[str, list[Emit]] = {}
     for e in template:
         per_session.setdefault(str(e.body["sessionId"]), []).append(e)
     model = per_session["ses_0000000"]
-    out: list[Record] = []
     for s in range(sessions):
         sid, shift = f"ses_{s:07d}", 5 * s
         for e in model:
             body = {k: _renamed(v, sid, s, shift, k) for k, v in e.body.items()}
             o = builder.emit(Emit(e.stream, sid, body, e.media_node_id, e.incident_id))
-            out.append((o.topic, o.key, o.value, list(o.headers), o.timestamp_ms))
-    return out
+            yield (o.topic, o.key, o.value, list(o.headers), o.timestamp_ms)
 
 
 def _renamed(value: object, sid: str, s: int, shift: int, key: str) -> object:

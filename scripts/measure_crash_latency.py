@@ -93,13 +93,30 @@ async def _disconnect_nodes(
     nodes = [f"media_bench{i}" for i in range(crashes)]
     connected_at = int(time.time() * 1000)
     for node in nodes:  # every node is known and running first
-        event = _event("nodeConnected", node, connected_at)
+        event = _event("nodeConnected", node, connected_at, ip="10.0.0.1")
         await producer.send(settings.topic_liveness, event, key=node.encode())
     await producer.flush()
+    await _described(settings, len(nodes))
     for node in nodes:
         await asyncio.sleep(spacing_ms / 1000)  # pacing the simulated cluster
         event = _event("nodeDisconnected", node, int(time.time() * 1000))
         await producer.send_and_wait(settings.topic_liveness, event, key=node.encode())
+
+
+async def _described(settings: KafkaSettings, count: int, timeout_s: float = 300) -> None:
+    """Wait for the detector's ``nodeDescribed`` of every node: it is up and has applied the
+    connections, so its start-up is not counted in the first crashes' delays."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(settings.topic_nodes, p) for p in range(settings.partitions)]
+        deadline = time.time() + timeout_s
+        while sum((await consumer.end_offsets(tps)).values()) < count:
+            if time.time() > deadline:
+                raise TimeoutError("the detector did not describe the nodes")
+            await asyncio.sleep(0.1)  # polling the topic: no event to await across processes
+    finally:
+        await consumer.stop()
 
 
 async def _listen(consumer: AIOKafkaConsumer, crashes: int, timeout_s: float) -> list[float]:
@@ -117,8 +134,8 @@ async def _listen(consumer: AIOKafkaConsumer, crashes: int, timeout_s: float) ->
     return delays
 
 
-def _event(name: str, node: str, at: int) -> bytes:
-    return json.dumps({"event": name, "timestamp": at, "id": node}).encode()
+def _event(name: str, node: str, at: int, **fields: str) -> bytes:
+    return json.dumps({"event": name, "timestamp": at, "id": node, **fields}).encode()
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -7,13 +7,17 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 from aiokafka.errors import KafkaError
 
 from services.config import DetectorSettings, KafkaSettings
 from services.localdev.kafka import kafka_cli
+
+if TYPE_CHECKING:
+    from services.topics import TopicSpec
 
 __all__ = ["main"]
 
@@ -47,17 +51,58 @@ def detector(loglevel: str) -> None:
 
 @main.group()
 def topics() -> None:
-    """The contract topics."""
+    """The topics mediacdr uses: the six of the contract and the detector's internal ones."""
+
+
+def _all_topics(settings: DetectorSettings) -> list[TopicSpec]:
+    from services.detector.worker import internal_topics
+    from services.topics import contract_topics
+
+    return contract_topics(settings) + internal_topics(settings)
 
 
 @topics.command("create")
 def topics_create() -> None:
-    """Create the six contract topics with MEDIACDR_PARTITIONS partitions (idempotent)."""
+    """Create every missing topic with MEDIACDR_PARTITIONS partitions, its retention and its
+    cleanup policy (idempotent; an existing topic is never altered)."""
+    from services.core.errors import MediaCdrError
     from services.topics import ensure_topics
 
-    settings = KafkaSettings()
-    created = asyncio.run(ensure_topics(settings))
+    settings = DetectorSettings()
+    try:
+        created = asyncio.run(ensure_topics(settings, _all_topics(settings)))
+    except MediaCdrError as e:
+        raise click.ClickException(str(e)) from e
     click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+@topics.command("describe")
+def topics_describe() -> None:
+    """Partitions, replicas, retention and cleanup policy of each topic as the broker has them,
+    beside what `topics create` would set; exit 1 when a partition count differs."""
+    from services.core.errors import MediaCdrError
+    from services.topics import DESCRIBED_CONFIGS, describe_topics
+
+    settings = DetectorSettings()
+    specs = _all_topics(settings)
+    try:
+        states = asyncio.run(describe_topics(settings, [s.name for s in specs]))
+    except MediaCdrError as e:
+        raise click.ClickException(str(e)) from e
+    differs = False
+    for spec, state in zip(specs, states, strict=True):
+        if state.partitions is None:
+            click.echo(f"{spec.name}: missing (`mediacdr topics create` makes it)")
+            continue
+        wanted = "" if state.partitions == spec.partitions else f" (wanted {spec.partitions})"
+        differs = differs or bool(wanted)
+        configs = " ".join(f"{k}={state.config.get(k, '?')}" for k in DESCRIBED_CONFIGS)
+        click.echo(
+            f"{spec.name}: {state.partitions} partitions{wanted}, replication {state.replicas}, "
+            f"{configs}"
+        )
+    if differs:
+        raise SystemExit(1)
 
 
 @main.command()
@@ -68,7 +113,7 @@ def tail(topic: str, brief: bool) -> None:
     from services.ops.tail import describe, read_topic
 
     async def run() -> int:
-        records = [r async for r in read_topic(KafkaSettings().kafka_bootstrap, topic)]
+        records = [r async for r in read_topic(KafkaSettings(), topic)]
         if brief:  # the story in event-time order; partitions interleave as they were stamped
             records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
         for record in records:
@@ -235,7 +280,7 @@ def wait_for(topic: str, event_name: str | None, count: int, timeout: float, sin
     try:
         found = asyncio.run(
             collect(
-                KafkaSettings().kafka_bootstrap,
+                KafkaSettings(),
                 topic,
                 count=count,
                 timeout_s=timeout,
@@ -341,6 +386,77 @@ class _Instant(click.ParamType):
         return int(parsed.timestamp() * 1000)
 
 
+@topics.command("backup")
+@click.argument("topic")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    required=True,
+    help="The backup file (JSON Lines).",
+)
+def topics_backup(topic: str, output: str) -> None:
+    """Copy every record now on TOPIC (key, value, headers, timestamp, partition) to a file,
+    for `topics restore`. Meant for the CDR and node-facts topics, kept forever."""
+    from services.ops.backup import backup_topic
+
+    settings = KafkaSettings()
+    try:
+        with Path(output).open("w", encoding="utf-8") as out:
+            count = asyncio.run(backup_topic(settings, topic, out))
+    except _UNREACHABLE as e:
+        raise _kafka_down(e) from e
+    click.echo(f"{count} records of {topic} in {output}")
+
+
+@topics.command("restore")
+@click.argument("backup", type=click.Path(exists=True, dir_okay=False))
+@click.option("--topic", default=None, help="Restore into this topic (default: the one backed up).")
+@click.option(
+    "--redact-connection",
+    "connections",
+    multiple=True,
+    help="Blank the personal fields of this connection's records (repeatable).",
+)
+@click.option(
+    "--redact-before",
+    type=_Instant(),
+    default=None,
+    help="Blank the personal fields of every record stamped before this instant.",
+)
+def topics_restore(
+    backup: str, topic: str | None, connections: tuple[str, ...], redact_before: int | None
+) -> None:
+    """Write a backup's records into an empty topic with the same partition count, each to its
+    partition, with its key, headers and timestamp (create the topic first: `topics create`).
+
+    With --redact-…, participantJoined/participantLeft records lose their ip, location,
+    platform, clientData and serverData on the way (docs/OPERATIONS.md, "Personal data")."""
+    from services.core.errors import MediaCdrError
+    from services.core.redaction import Redaction
+    from services.ops.backup import read_backup, redacting, restore_topic
+
+    settings = KafkaSettings()
+    with Path(backup).open(encoding="utf-8") as lines:
+        target = topic or read_backup(lines)[0]["topic"]
+    redaction = Redaction(frozenset(connections), redact_before)
+    try:
+        with Path(backup).open(encoding="utf-8") as lines:
+            report = asyncio.run(
+                restore_topic(settings, target, lines, transform=redacting(redaction))
+            )
+    except MediaCdrError as e:
+        raise click.ClickException(str(e)) from e
+    except _UNREACHABLE as e:
+        raise _kafka_down(e) from e
+    click.echo(f"{report.written} records restored into {target}, {report.redacted} redacted")
+    if report.moved:
+        click.echo(
+            f"{report.moved} records got another offset than in the backup: stored positions "
+            "no longer match; run `mediacdr rebuild --replace` (docs/OPERATIONS.md)"
+        )
+
+
 @main.group()
 def cdr() -> None:
     """The CDR log (the mediacdr.cdr topic)."""
@@ -374,7 +490,7 @@ def cdr_export(output: str, since: int | None, until: int | None) -> None:
         try:
             report = asyncio.run(
                 export_cdr(
-                    settings.kafka_bootstrap,
+                    settings,
                     settings.topic_cdr,
                     stream,
                     since_ms=since,
@@ -498,12 +614,16 @@ def webhooks_add(
     events: tuple[str, ...],
 ) -> None:
     """Subscribe URL to the CDR; prints its id and, once only, its secret."""
+    from services.config import WebhookPolicySettings
     from services.core.events import CDR_EVENTS
     from services.core.webhooks import new_secret
     from services.webhooks.sender import parse_header
+    from services.webhooks.urls import InvalidWebhookUrl, checked_url
 
-    if not url.startswith(("http://", "https://")):
-        raise click.BadParameter("the URL must start with http:// or https://", param_hint="URL")
+    try:
+        checked_url(url, allow_private=WebhookPolicySettings().webhook_allow_private)
+    except InvalidWebhookUrl as e:
+        raise click.BadParameter(str(e), param_hint="URL") from e
     for line in headers:
         try:
             parse_header(line)

@@ -17,16 +17,18 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from services.kafka_clients import Connection, new_consumer
+
 __all__ = ["SeekToStoredPositions", "consumer_lags", "started_reader"]
 
 log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
-async def started_reader(bootstrap: str, **options: Any) -> AsyncIterator[AIOKafkaConsumer]:
+async def started_reader(kafka: Connection, **options: Any) -> AsyncIterator[AIOKafkaConsumer]:
     """A started consumer without a group, stopped on exit (also when starting fails)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    consumer = new_consumer(
+        kafka,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         **options,

@@ -26,8 +26,10 @@ from services.api.ingest import Accepted, Counted, Refused, check_liveness, chec
 from services.config import ApiSettings
 from services.core.events import CDR_EVENTS
 from services.core.webhooks import new_secret
+from services.kafka_clients import new_producer
 from services.store import queries
 from services.store.webhooks import UnknownSubscription, WebhookStore
+from services.webhooks.urls import InvalidWebhookUrl, checked_url
 
 __all__ = ["create_app"]
 
@@ -61,8 +63,8 @@ class Publisher:
     async def _started(self) -> AIOKafkaProducer:
         async with self._lock:
             if self._producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self.settings.kafka_bootstrap,
+                producer = new_producer(
+                    self.settings,
                     acks="all",
                     enable_idempotence=True,
                     request_timeout_ms=5000,
@@ -98,6 +100,7 @@ class Replay(BaseModel):
 def create_app(settings: ApiSettings, engine: Engine) -> FastAPI:
     publisher = Publisher(settings)
     webhooks = WebhookStore(engine)
+    api_secret = settings.api_secret.get_secret_value() if settings.api_secret else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -112,7 +115,7 @@ def create_app(settings: ApiSettings, engine: Engine) -> FastAPI:
     )
 
     async def require_auth(request: Request) -> None:
-        if not authorized(settings.api_secret, request.headers.get("authorization")):
+        if not authorized(api_secret, request.headers.get("authorization")):
             raise HTTPException(
                 401,
                 "Authorization: Bearer <MEDIACDR_API_SECRET> or Basic mediacdr:<secret> needed",
@@ -243,6 +246,10 @@ def create_app(settings: ApiSettings, engine: Engine) -> FastAPI:
     @api.post("/webhooks", tags=["webhooks"], status_code=201)
     def add_webhook(new: NewSubscription) -> dict[str, Any]:
         """Subscribe a URL; the answer holds its secret, shown this once."""
+        try:
+            checked_url(new.url, allow_private=settings.webhook_allow_private)
+        except InvalidWebhookUrl as e:
+            raise HTTPException(400, str(e)) from e
         unknown = sorted(set(new.events or ()) - CDR_EVENTS)
         if unknown:
             raise HTTPException(400, f"not CDR events: {', '.join(unknown)}")

@@ -12,7 +12,22 @@ from dataclasses import dataclass
 
 from services.core.codec import CE_NAMESPACE, DEADLETTER_TYPE, Headers, ce_headers
 
-__all__ = ["SourcePosition", "dead_letter_headers", "dead_letter_id"]
+__all__ = [
+    "MAX_DEAD_LETTER_BYTES",
+    "TRUNCATED_HEADER",
+    "SourcePosition",
+    "dead_letter_headers",
+    "dead_letter_id",
+    "fit_dead_letter",
+]
+
+#: A dead letter stays under the producers' 1 MB request limit whatever was rejected: a record
+#: bigger than this keeps its key, headers and value only as far as they fit, in that order.
+MAX_DEAD_LETTER_BYTES = 900_000
+#: The header of a dead letter that had to be cut: what, and its original size.
+TRUNCATED_HEADER = "truncated"
+#: Room for our own headers (``error_detail`` is at most 4000 bytes).
+_OWN_HEADERS_BYTES = 8_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,5 +79,33 @@ def _is_ours(name: str) -> bool:
 
 
 _ERROR_HEADERS = frozenset(
-    {"error", "error_detail", "source_topic", "source_partition", "source_offset"}
+    {"error", "error_detail", "source_topic", "source_partition", "source_offset", "truncated"}
 )
+
+
+def fit_dead_letter(
+    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]], str | None]:
+    """``key``, ``value`` and ``headers`` cut to fit a dead letter, and what was cut with its
+    original size (``"value:1048000"``, ``"key:…,headers:2"``), or None when all fits.
+
+    A rejected record cannot be bigger than its topic allows, but its dead letter adds headers:
+    without this, a record near the size limit could not be dead-lettered at all."""
+    budget = MAX_DEAD_LETTER_BYTES - _OWN_HEADERS_BYTES
+    cut = []
+    if key is not None and len(key) > budget // 2:
+        cut.append(f"key:{len(key)}")
+        key = key[: budget // 2]
+    budget -= len(key or b"")
+    kept: list[tuple[str, bytes]] = []
+    for name, header in headers:
+        size = len(name.encode("utf-8", "replace")) + len(header)
+        if size <= budget // 2:  # half at most: the value comes first
+            kept.append((name, header))
+            budget -= size
+    if value is not None and len(value) > budget:
+        cut.append(f"value:{len(value)}")
+        value = value[:budget]
+    if len(kept) < len(headers):
+        cut.append(f"headers:{len(headers) - len(kept)}")
+    return key, value, kept, ",".join(cut) or None

@@ -34,6 +34,7 @@ __all__ = [
     "FilterEventDispatched",
     "IncidentClosed",
     "IncidentOpened",
+    "MassDisconnect",
     "MediaNodeStatusChanged",
     "NodeConnected",
     "NodeCrashed",
@@ -349,6 +350,20 @@ class NodeRemoved(NodeEvent):
     name: ClassVar[str] = "nodeRemoved"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MassDisconnect(Event):
+    """More than ``threshold`` of the ``running_nodes`` disconnected in one grace window
+    (``window_start`` … ``timestamp``): likely the observer or the network, not the nodes.
+    About the cluster, not one node; crash decisions are unchanged."""
+
+    name: ClassVar[str] = "massDisconnect"
+    window_start: int
+    window_ms: int
+    node_ids: list[str]
+    running_nodes: int
+    threshold: float
+
+
 # --- client notices (CONTRACT §9) ----------------------------------------------------------------
 
 
@@ -388,6 +403,7 @@ _CLASSES: tuple[type[Event], ...] = (
     IncidentOpened,
     IncidentClosed,
     NodeRemoved,
+    MassDisconnect,
     SessionDisconnected,
 )
 
@@ -398,7 +414,9 @@ LIVENESS_EVENTS = frozenset(
 )
 SESSION_EVENTS = frozenset(c.name for c in _CLASSES if issubclass(c, SessionEvent))
 CDR_EVENTS = SESSION_EVENTS | {"nodeCrashed", "nodeRecovered", "mediaNodeStatusChanged"}
-NODE_FACT_EVENTS = frozenset({"nodeDescribed", "incidentOpened", "incidentClosed", "nodeRemoved"})
+NODE_FACT_EVENTS = frozenset(
+    {"nodeDescribed", "incidentOpened", "incidentClosed", "nodeRemoved", "massDisconnect"}
+)
 NOTICE_EVENTS = frozenset({"sessionDisconnected"})
 
 #: Schema kind → the events with a schema file ``schemas/<kind>/<event>.v1.schema.json``.

@@ -12,16 +12,22 @@
 Metrics (``services.detector.metrics``) are counted where records are routed, dead-lettered and
 emitted; the mark timer's completed ticks are the worker's ``/health`` heartbeat.
 
-Every send is immediate (``force=True``): forwards must precede the marks that vouch for them,
-and outputs must precede the state that records them. Faust flushes the producer before it
-commits offsets, so processing is at-least-once and every output has a deterministic ``ce_id``.
+Routers and the node agent work in batches: a router takes up to ``ROUTE_BATCH_MAX`` input
+records (waiting at most ``ROUTE_BATCH_WITHIN_S``) and forwards them as one internal record per
+internal partition; the node agent applies a whole internal record, sends every output, waits
+for the broker to acknowledge them, and only then writes the state that accounts for them. Forwards
+are sent before the router's progress moves, so they precede the marks that vouch for them on
+every internal partition. Faust flushes the producer before it commits offsets, so processing is
+at-least-once and every output has a deterministic ``ce_id``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import faust
@@ -31,21 +37,24 @@ from services.core.errors import RejectedInput
 from services.core.rules import Emit, Input, NodeEngine, Output, RuleSettings
 from services.core.validation import InputKind, ValidInput, validate_input
 from services.detector import metrics
-from services.detector.envelope import Envelope, envelope_from_doc, envelope_to_doc
+from services.detector.envelope import Envelope, decode_batch, encode_batch
 from services.detector.marks import (
     MARK_KIND,
+    OutageGuard,
     PartitionProgress,
     Watermarks,
     decode_mark,
     encode_mark,
     source_key,
 )
+from services.detector.mass_disconnect import wire_mass_disconnect
 from services.detector.offsets import BrokerOffsets
 from services.detector.output import Output as Record
 from services.detector.output import OutputBuilder
-from services.detector.routing import route_session
+from services.detector.routing import bind, node_partition, prunable, route_session
 from services.detector.sources import raw_headers, source_of
-from services.detector.table_store import TableRulesStore
+from services.detector.table_store import DELETED, TableRulesStore, write_durably
+from services.kafka_clients import faust_options
 from services.observability import Heartbeat, LagReporter
 
 __all__ = [
@@ -61,6 +70,14 @@ INTERNAL_TOPIC_SUFFIX = "nodeevents"
 TABLES = ("session-routes", "nodes", "node-sessions")
 log = logging.getLogger(__name__)
 MARK_INTERVAL_S = 0.05
+#: a router forwards up to this many input records at once …
+ROUTE_BATCH_MAX = 1000
+#: … and waits at most this long for them (the latency a quiet cluster's events pay)
+ROUTE_BATCH_WITHIN_S = 0.005
+#: how often ended session routes are checked against the committed offsets
+PRUNE_INTERVAL_S = 10.0
+#: an end-offset request that takes this long (or fails) = the broker was unreachable
+OUTAGE_GAP_S = 2.0
 STALL_MS = 5000
 #: /health says unhealthy when the mark timer (every MARK_INTERVAL_S) has not completed a tick
 #: for this long: the worker is stuck, or cannot reach the broker.
@@ -90,8 +107,11 @@ def build_detector(settings: DetectorSettings) -> Detector:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         table_standby_replicas=settings.detector_standby_replicas,
+        broker_session_timeout=settings.detector_session_timeout_s,
+        broker_heartbeat_interval=settings.detector_heartbeat_interval_s,
         key_serializer="json",  # tables; topics below are raw bytes
         value_serializer="json",
+        **faust_options(settings),
     )
     detector = Detector(app, settings)
     detector.wire()
@@ -124,7 +144,7 @@ class Detector:
         )
         nodes = app.Table("nodes", default=None, partitions=s.partitions, key_type=str)
         sessions = app.Table("node-sessions", default=None, partitions=s.partitions, key_type=str)
-        self.store = TableRulesStore(nodes, sessions)
+        self.store = TableRulesStore(nodes, sessions, write_durably)
         metrics.OPEN_INCIDENTS.set_function(self.store.open_incidents)
         self.engine = NodeEngine(
             self.store,
@@ -134,6 +154,10 @@ class Detector:
         self.progress_generation: int | None = None
         self.watermarks: dict[int, Watermarks] = {}
         self.restored = 0  # bumped when Faust finishes restoring tables after a rebalance
+        #: sessions partition → ids of its ended ``session-routes`` rows, pruned by the tick
+        self.ended_routes: dict[int, list[str]] = {}
+        self.pruned_at = 0.0
+        self.outage = OutageGuard(OUTAGE_GAP_S, self.settings.outage_settle_ms / 1000)
         self.timers_built: dict[int, int] = {}
         app.on_rebalance_complete.connect(self._on_tables_restored)  # type: ignore[arg-type]
         app.on_before_shutdown.connect(self._on_shutdown)
@@ -141,7 +165,8 @@ class Detector:
         app.agent(self.sessions, name="route-sessions")(self._route_agent("session"))
         app.agent(self.internal, name="nodes")(self._node_agent)
         app.timer(MARK_INTERVAL_S)(self._tick)
-        self.offsets = BrokerOffsets(s.kafka_bootstrap, s.detector_app_id)
+        self.offsets = BrokerOffsets(s, s.detector_app_id)
+        wire_mass_disconnect(app, s, nodes=nodes, node_topic=internal_topic_name(s))
 
     def _raw_topic(self, name: str, **kwargs: Any) -> Any:
         return self.app.topic(
@@ -153,43 +178,97 @@ class Detector:
             **kwargs,
         )
 
-    async def _send(self, record: Record) -> None:
-        await self.outputs[record.topic].send(
-            key=record.key,
-            value=record.value,
-            headers=record.headers,
-            timestamp=(record.timestamp_ms + 0.5) / 1000.0,  # Faust takes seconds; keep the ms
-            force=True,
+    def _send(self, record: Record) -> Awaitable[Any]:
+        """Hand one record to the producer; the result resolves when the broker has it."""
+        return self._produce(
+            record.topic,
+            record.key,
+            record.value,
+            None,
+            (record.timestamp_ms + 0.5) / 1000.0,  # Faust takes seconds; keep the ms
+            record.headers,
         )
+
+    async def _send_all(self, records: Iterable[Record]) -> None:
+        """Send records in order, then wait until the broker acknowledged all of them."""
+        acks = [await self._send(record) for record in records]
+        if acks:
+            await asyncio.gather(*acks)
+
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> Awaitable[Any]:
+        # Faust's producer, not Topic.send: no per-record Message/callback machinery, and the
+        # producer is still the one Faust flushes before it commits offsets.
+        return self.app.producer.send(topic, key, value, partition, timestamp, headers)
 
     # -- routers --------------------------------------------------------------------------
 
     def _route_agent(self, kind: InputKind) -> Any:
         async def route(stream: Any) -> None:
-            async for event in stream.events():
-                timestamp = await self._route_one(kind, event)
-                self._progress(event).forwarded(event.message.offset, timestamp)
+            async for events in stream.take_events(ROUTE_BATCH_MAX, within=ROUTE_BATCH_WITHIN_S):
+                await self._route_batch(kind, events)
 
         return route
 
-    async def _route_one(self, kind: InputKind, event: Any) -> int | None:
-        """Forward one input record, or dead-letter it; returns its event time if accepted."""
+    async def _route_batch(self, kind: InputKind, events: list[Any]) -> None:
+        """Forward a batch of input records — one internal record per internal partition —
+        and dead-letter what cannot be applied; then move the progress the marks report."""
+        forwards: dict[int, list[Envelope]] = {}
+        dead_letters: list[Record] = []
+        written: list[Any] = []
+        accepted: list[tuple[Any, int | None]] = []
+        for event in events:
+            routed = self._route_one(kind, event, dead_letters, written)
+            if routed is None:
+                accepted.append((event, None))
+                continue
+            envelope, timestamp = routed
+            partition = node_partition(envelope.node, self.settings.partitions)
+            forwards.setdefault(partition, []).append(envelope)
+            accepted.append((event, timestamp))
+        acks = written + [await self._send(record) for record in dead_letters]
+        internal = self.internal.get_topic_name()
+        for partition, envelopes in forwards.items():
+            value = encode_batch(envelopes)
+            acks.append(await self._produce(internal, None, value, partition, None, None))
+        if acks:
+            await asyncio.gather(*acks)
+        for event, event_time in accepted:
+            self._progress(event).forwarded(event.message.offset, event_time)
+
+    def _route_one(
+        self, kind: InputKind, event: Any, dead_letters: list[Record], written: list[Any]
+    ) -> tuple[Envelope, int] | None:
+        """The envelope of one accepted input record and its event time; or its dead letter.
+        Route changes are written to the table at once; ``written`` gets their changelog acks."""
         valid: ValidInput | None = None
         try:
             valid = validate_input(kind, event.key, event.value)
             node = valid.key
             if kind == "session":
-                bound = self._bound_node(valid.key)
-                node = route_session(valid, bound)
-                self._bind(valid.event, valid.key, node, bound)
+                route = self.routes.get(valid.key)
+                offset = event.message.offset
+                node = route_session(valid, route, offset)
+                changed = bind(valid.event, node, route, event.message.partition, offset)
+                if changed is not None:
+                    partition = event.message.partition
+                    written.append(write_durably(self.routes, valid.key, changed, partition))
+                    if "ended" in changed:
+                        self.ended_routes.setdefault(event.message.partition, []).append(valid.key)
         except RejectedInput as error:
-            source = source_of(event)
-            await self._send(
+            dead_letters.append(
                 self.builder.dead_letter(
                     event.key,
                     event.value,
                     raw_headers(event),
-                    source,
+                    source_of(event),
                     code=error.code,
                     detail=error.detail,
                 )
@@ -198,22 +277,10 @@ class Detector:
             metrics.dead_lettered(error.code)
             return None
         envelope = Envelope(
-            kind, source_of(event), valid.key, event.value.decode("utf-8"), raw_headers(event)
+            kind, source_of(event), valid.key, event.value.decode("utf-8"), raw_headers(event), node
         )
-        value = json.dumps(envelope_to_doc(envelope), separators=(",", ":"), ensure_ascii=False)
-        await self.internal.send(key=node.encode(), value=value.encode("utf-8"), force=True)
         metrics.received(kind, valid.event, time.time() - valid.timestamp / 1000)
-        return valid.timestamp
-
-    def _bound_node(self, session_id: str) -> str | None:
-        row = self.routes.get(session_id)
-        return str(row["node"]) if row else None
-
-    def _bind(self, event: str, session_id: str, node: str, bound: str | None) -> None:
-        if event == "sessionCreated" and bound != node:
-            self.routes[session_id] = {"node": node}
-        elif event == "sessionDestroyed" and bound is not None:
-            del self.routes[session_id]
+        return envelope, valid.timestamp
 
     def _progress(self, event: Any) -> PartitionProgress:
         self._reset_progress_after_rebalance()
@@ -244,10 +311,47 @@ class Detector:
         """Faust drops a timer's exception silently; say it, and try again next tick."""
         try:
             await self._send_marks()
+            if time.monotonic() - self.pruned_at >= PRUNE_INTERVAL_S:
+                self.pruned_at = time.monotonic()
+                await self._prune_ended_routes()
         except Exception:
             log.exception("sending event-time marks failed; retrying at the next tick")
         else:
             self.heartbeat.beat()
+
+    def _trust_wall_clock(self, asked_at: float, now: float) -> bool:
+        gap = self.outage.answered(asked_at, now)
+        if gap is not None:
+            log.warning(
+                "no end offsets from the broker for %.1f s: marks follow event time only for "
+                "the next %d ms, while producers deliver what they held",
+                gap,
+                self.settings.outage_settle_ms,
+            )
+        return self.outage.trust_wall_clock(now)
+
+    async def _prune_ended_routes(self) -> None:
+        """Remove the ended session routes no replay can need any more (``routing.prunable``)."""
+        owned = {
+            tp.partition
+            for tp in self.app.consumer.assignment()
+            if tp.topic == self.settings.topic_sessions
+        }
+        for partition in list(self.ended_routes):
+            if partition not in owned:
+                del self.ended_routes[partition]
+                continue
+            topic = (self.settings.topic_sessions, partition)
+            committed = await self.offsets.committed(topic)
+            kept, removed = [], []
+            for session_id in self.ended_routes[partition]:
+                route = self.routes.get(session_id)
+                if prunable(route, partition, committed):
+                    removed.append(write_durably(self.routes, session_id, DELETED, partition))
+                elif route is not None and "ended" in route:
+                    kept.append(session_id)
+            self.ended_routes[partition] = kept
+            await asyncio.gather(*removed)
 
     async def _send_marks(self) -> None:
         consumer = self.app.consumer
@@ -260,7 +364,13 @@ class Detector:
             return
         self._reset_progress_after_rebalance()
         wall_ms = int(time.time() * 1000)
-        ends = await self.offsets.ends((tp.topic, tp.partition) for tp in owned)
+        asked_at = time.monotonic()
+        try:
+            ends = await self.offsets.ends((tp.topic, tp.partition) for tp in owned)
+        except Exception:
+            self.outage.failed(asked_at)
+            raise
+        trust_wall_clock = self._trust_wall_clock(asked_at, time.monotonic())
         marks: dict[str, int] = {}
         lags: dict[tuple[str, int], int] = {}
         for tp in owned:
@@ -271,7 +381,9 @@ class Detector:
                 committed = await self.offsets.committed((tp.topic, tp.partition))
                 if progress.stalled(committed, end, wall_ms, STALL_MS):
                     await self._read_again(tp, max(progress.next_offset, committed))
-            mark = progress.mark(committed, end, wall_ms, self.settings.allowed_lateness_ms)
+            mark = progress.mark(
+                committed, end, wall_ms, self.settings.allowed_lateness_ms, trust_wall_clock
+            )
             if mark is not None:
                 marks[source_key(roles[tp.topic], tp.partition)] = mark
             if report_lag:
@@ -279,8 +391,9 @@ class Detector:
         if report_lag:
             self.lag.set(lags)
         value = encode_mark(marks)
+        topic = self.internal.get_topic_name()
         for partition in range(self.settings.partitions):
-            await self.internal.send(value=value, partition=partition, force=True)
+            await self._produce(topic, None, value, partition, None, None)
 
     # -- node agent -----------------------------------------------------------------------
 
@@ -292,20 +405,20 @@ class Detector:
             if doc.get("kind") == MARK_KIND:
                 await self._on_mark(partition, decode_mark(doc))
                 continue
-            envelope = envelope_from_doc(doc)
-            item = Input(
-                envelope.kind,
-                envelope.payload(),
-                envelope.source.partition,
-                envelope.source.offset,
-                doc,
-            )
-            node_id = event.key.decode("utf-8")
             self._ensure_timers(partition)
-            if envelope.kind == "liveness":
-                outputs = self.engine.on_liveness(node_id, item)
-            else:
-                outputs = self.engine.on_session(node_id, item)
+            outputs: list[Output] = []
+            for envelope, ref in decode_batch(doc, event.key):
+                item = Input(
+                    envelope.kind,
+                    envelope.payload(),
+                    envelope.source.partition,
+                    envelope.source.offset,
+                    ref,
+                )
+                if envelope.kind == "liveness":
+                    outputs += self.engine.on_liveness(envelope.node, item)
+                else:
+                    outputs += self.engine.on_session(envelope.node, item)
             await self._commit(outputs)
 
     async def _on_mark(self, partition: int, marks: dict[str, int]) -> None:
@@ -324,6 +437,15 @@ class Detector:
         internal = internal_topic_name(self.settings)
         owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == internal}
         self.store.keep_partitions(owned)  # the open-incident count of what this worker owns
+        sessions = {
+            tp.partition
+            for tp in self.app.consumer.assignment()
+            if tp.topic == self.settings.topic_sessions
+        }
+        self.ended_routes = {}
+        for session_id, route in list(self.routes.items()):
+            if route and "ended" in route and route.get("p") in sessions:
+                self.ended_routes.setdefault(int(route["p"]), []).append(session_id)
 
     async def _on_shutdown(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         await self.offsets.close()
@@ -336,16 +458,20 @@ class Detector:
             self.store.rebuild_timers(partition, self.engine.due)
 
     async def _commit(self, outputs: list[Output]) -> None:
-        """Send the outputs, then write the state that accounts for them."""
+        """Send the outputs, wait until the broker has them, then write the state that
+        accounts for them: a kill -9 can lose state whose records were sent (and the replay
+        sends them again, with the same ``ce_id``), never the other way round."""
+        records: list[Record] = []
         for output in outputs:
             if isinstance(output, Emit):
-                await self._send(self.builder.emit(output))
+                records.append(self.builder.emit(output))
                 event = str(output.body["event"])
                 metrics.emitted(output.stream, event)
                 if event == "nodeCrashed" and output.stream == "cdr":
                     decided_at = int(output.body["timestamp"]) + self.settings.allowed_lateness_ms
                     metrics.crash_decided(time.time() - decided_at / 1000)
             else:
-                await self._send(self.builder.rejected(output))
+                records.append(self.builder.rejected(output))
                 metrics.dead_lettered(output.code)
-        self.store.flush()
+        await self._send_all(records)
+        await self.store.flush()

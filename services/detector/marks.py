@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "MARK_KIND",
+    "OutageGuard",
     "PartitionProgress",
     "Watermarks",
     "decode_mark",
@@ -69,16 +70,25 @@ class PartitionProgress:
         self.moved_at = wall_ms
         return True
 
-    def mark(self, committed: int, end_offset: int, wall_ms: int, lateness_ms: int) -> int | None:
+    def mark(
+        self,
+        committed: int,
+        end_offset: int,
+        wall_ms: int,
+        lateness_ms: int,
+        trust_wall_clock: bool = True,
+    ) -> int | None:
         """The event time below which this partition has delivered everything, if known.
 
         ``committed`` is where the worker resumed reading: records before it were handled
-        (by this worker or a previous owner) before the last commit.
+        (by this worker or a previous owner) before the last commit. ``trust_wall_clock`` is
+        False while the broker was just unreachable: producers may still hold records stamped
+        during the outage, so reaching the end offsets says nothing about the wall clock.
         """
         candidates = []
         if self.max_timestamp is not None:
             candidates.append(self.max_timestamp - lateness_ms)
-        if max(self.next_offset, committed) >= end_offset:
+        if trust_wall_clock and max(self.next_offset, committed) >= end_offset:
             candidates.append(wall_ms - lateness_ms)
         return max(candidates) if candidates else None
 
@@ -109,3 +119,40 @@ class Watermarks:
             return None
         liveness = self.marks.get(source_key("liveness", liveness_partition))
         return None if liveness is None else min(liveness, self.sessions_floor)
+
+
+@dataclass(slots=True)
+class OutageGuard:
+    """Whether reaching the end offsets may vouch for the wall clock (R8's second rule).
+
+    An end-offset request that failed, or took more than ``gap_s``, means the broker was
+    unreachable — and so, most likely, were the producers, who deliver what they held once it
+    is back. For ``settle_s`` after such an outage, marks follow the event time of forwarded
+    records only; otherwise a deadline could be decided ahead of a reconnection held up by the
+    outage. (A pause of the worker itself, e.g. a rebalance, is not an outage.)
+    """
+
+    gap_s: float
+    settle_s: float
+    failing_since: float | None = None
+    settle_until: float = 0.0
+
+    def failed(self, now: float) -> None:
+        if self.failing_since is None:
+            self.failing_since = now
+
+    def answered(self, asked_at: float, now: float) -> float | None:
+        """A request sent at ``asked_at`` was answered at ``now`` (monotonic seconds); returns
+        how long the broker was out of reach when that was an outage."""
+        outage = None
+        if self.failing_since is not None:
+            outage = now - self.failing_since
+        elif now - asked_at > self.gap_s:
+            outage = now - asked_at
+        self.failing_since = None
+        if outage is not None:
+            self.settle_until = now + self.settle_s
+        return outage
+
+    def trust_wall_clock(self, now: float) -> bool:
+        return now >= self.settle_until

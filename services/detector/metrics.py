@@ -19,7 +19,9 @@ __all__ = [
     "EVENTS_IN",
     "EVENTS_OUT",
     "INVALID_EVENT",
+    "MASS_DISCONNECTS",
     "OPEN_INCIDENTS",
+    "RUNNING_NODES",
     "crash_decided",
     "dead_lettered",
     "emitted",
@@ -64,6 +66,17 @@ CLOCK_SKEW = Histogram(
     "(producer clock skew plus transport delay; negative when the producer's clock is ahead).",
     ["kind"],
     buckets=(-60, -10, -1, -0.25, -0.05, 0, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60, 600),
+)
+RUNNING_NODES = Gauge(
+    "mediacdr_running_nodes",
+    "Media nodes running or in their grace window (not crashed, removed or shut down on purpose) "
+    "on the partitions this worker owns, as last reported to the mass-disconnection watch.",
+)
+MASS_DISCONNECTS = Counter(
+    "mediacdr_mass_disconnects",
+    "Mass disconnections: more than MEDIACDR_MASS_DISCONNECT_SHARE of the running nodes "
+    "disconnected within one grace window (a massDisconnect node fact each); counted by the one "
+    "worker that holds the cluster-wide view.",
 )
 
 M = TypeVar("M", bound=MetricWrapperBase)

@@ -12,14 +12,16 @@ from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.kafka_clients import Connection, new_consumer
+
 __all__ = ["BrokerOffsets"]
 
 Partition = tuple[str, int]
 
 
 class BrokerOffsets:
-    def __init__(self, bootstrap: str, group_id: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: Connection, group_id: str) -> None:
+        self.kafka = kafka
         self.group_id = group_id
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -42,8 +44,8 @@ class BrokerOffsets:
 
     async def _ready(self) -> AIOKafkaConsumer:
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
+            consumer = new_consumer(
+                self.kafka,
                 group_id=self.group_id,
                 enable_auto_commit=False,
             )

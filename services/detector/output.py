@@ -11,7 +11,12 @@ from dataclasses import dataclass
 
 from services.config import DetectorSettings
 from services.core.codec import Headers, ce_headers, ce_id, ce_time, encode_value
-from services.core.deadletter import SourcePosition, dead_letter_headers
+from services.core.deadletter import (
+    TRUNCATED_HEADER,
+    SourcePosition,
+    dead_letter_headers,
+    fit_dead_letter,
+)
 from services.core.rules.outputs import Emit, Reject
 from services.core.schemas import dataschema_urn
 from services.detector.envelope import envelope_from_doc
@@ -83,15 +88,20 @@ class OutputBuilder:
         code: str,
         detail: str,
     ) -> Output:
-        """The rejected record as received, with the reason in its headers (CONTRACT §11)."""
+        """The rejected record as received, with the reason in its headers (CONTRACT §11);
+        cut to fit a Kafka request if it is too big for that, with a ``truncated`` header."""
+        is_json = _is_json(value)
+        key, value, headers, cut = fit_dead_letter(key, value, headers)
         out_headers = dead_letter_headers(
             headers,
             code=code,
             detail=detail,
             source=source,
             service=SOURCE,
-            value_is_json=_is_json(value),
+            value_is_json=is_json,
         )
+        if cut is not None:
+            out_headers.append((TRUNCATED_HEADER, cut.encode()))
         return Output(self.settings.topic_deadletter, key, value, out_headers, source.timestamp_ms)
 
 
@@ -100,6 +110,6 @@ def _is_json(value: bytes | None) -> bool:
         return False
     try:
         json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return False
     return True

@@ -1,22 +1,66 @@
-"""The session router's decision, pure: which node an accepted session event belongs to.
+"""The session router's decisions, pure: which node an accepted event belongs to, and which
+internal partition carries that node.
 
 The router keeps one small row per session id — the node hosting its current incarnation — in a
 table co-partitioned with ``mediacdr.sessions``. ``sessionCreated`` (re)binds the session; every
 other event follows the binding. Whether the event can be applied is the node agent's call.
+
+``sessionDestroyed`` does not delete the row: it marks it *ended* at its input offset. The table
+is ahead of the committed offsets, so after a kill -9 the router re-reads records it already
+forwarded; a re-read record at or below the end still goes to its node (whose agent skips what it
+applied) instead of being dead-lettered ``unknownSession`` the second time round. An ended row is
+removed once the committed offset of its partition has passed it (``prunable``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+
 from services.core.errors import UnknownSession
 from services.core.validation import ValidInput
 
-__all__ = ["route_session"]
+__all__ = ["Route", "bind", "node_partition", "prunable", "route_session"]
+
+#: a ``session-routes`` row: ``{"node": …}``, plus ``"ended"`` (offset) and ``"p"`` (partition)
+#: once its ``sessionDestroyed`` was routed
+Route = dict[str, Any]
 
 
-def route_session(valid: ValidInput, bound_node: str | None) -> str:
-    """The node to forward to; raises ``UnknownSession`` for a session never created."""
+def route_session(valid: ValidInput, route: Route | None, offset: int) -> str:
+    """The node to forward to; raises ``UnknownSession`` for a session never created, or ended
+    before ``offset``."""
     if valid.event == "sessionCreated":
         return str(valid.payload["mediaNodeId"])
-    if bound_node is None:
+    if route is None:
         raise UnknownSession(f"no sessionCreated seen for session {valid.key!r}")
-    return bound_node
+    if "ended" in route and offset > route["ended"]:
+        raise UnknownSession(f"session {valid.key!r} was destroyed (no sessionCreated since)")
+    return str(route["node"])
+
+
+def bind(event: str, node: str, route: Route | None, partition: int, offset: int) -> Route | None:
+    """The row after routing ``event`` at ``offset``, or None when it does not change."""
+    if event == "sessionCreated":
+        if route is None or "ended" in route or route["node"] != node:
+            return {"node": node}
+    elif event == "sessionDestroyed" and route is not None and "ended" not in route:
+        return {"node": node, "ended": offset, "p": partition}
+    return None
+
+
+def prunable(route: Route | None, partition: int, committed: int) -> bool:
+    """An ended row no replay can need: its partition's committed offset is past its end."""
+    return (
+        route is not None
+        and route.get("p") == partition
+        and "ended" in route
+        and int(route["ended"]) < committed
+    )
+
+
+def node_partition(node_id: str, partitions: int) -> int:
+    """The internal partition of a node: Kafka's default partitioner applied to the node id, so
+    a node stays where a record keyed by its id would have gone (and where its state lives)."""
+    return int(murmur2(node_id.encode("utf-8")) & 0x7FFFFFFF) % partitions

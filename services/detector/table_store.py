@@ -1,21 +1,59 @@
 """The rules' store over Faust tables, with a write-back cache.
 
-The node agent computes a decision's records, sends them, and only then writes the state
-(`flush`): changelog records therefore never reach Kafka ahead of the outputs they stand for,
-and a replay after a kill -9 cannot find state claiming work whose records were never sent.
+The node agent computes a batch's records, sends them, waits for the broker to acknowledge them,
+and only then writes the state (`flush`): changelog records never reach Kafka ahead of the
+outputs they stand for. Within the state, session rows are made durable before the node rows:
+a node row holds the input offsets already applied (the replay skip), so it must never survive
+a kill -9 that the session rows it accounts for did not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from services.core.rules.ports import NodeLoad
 from services.core.rules.state import NodeState, SessionState
 
-__all__ = ["TableRulesStore"]
+__all__ = ["DELETED", "TableRulesStore", "write_durably", "write_in_memory"]
 
-_DELETED = object()
+DELETED = object()
+
+#: writes one row (``DELETED`` removes it) of a table on an internal partition; the result
+#: resolves once the write is durable
+RowWriter = Callable[[MutableMapping[str, Any], str, Any, int | None], Awaitable[Any]]
+
+
+def write_durably(table: Any, key: str, row: Any, partition: int | None) -> Awaitable[Any]:
+    """A Faust table write whose changelog record can be awaited.
+
+    ``table[key] = row`` hands the changelog record to Faust's producer buffer, which Faust's
+    own commit flushes only on a best-effort basis (``ProducerBuffer.flush_atmost`` gives up
+    after 0.1 s without progress). So the row goes into the table's store directly, and the
+    changelog record through ``Table.send_changelog`` — what ``__setitem__`` does — keeping the
+    future that resolves when the broker has it.
+    """
+    if row is DELETED:
+        table.data.pop(key, None)
+        return table.send_changelog(partition, key, None, value_serializer="raw")  # type: ignore[no-any-return]
+    table.data[key] = row
+    return table.send_changelog(partition, key, row)  # type: ignore[no-any-return]
+
+
+async def _done() -> None:
+    return None
+
+
+def write_in_memory(
+    table: MutableMapping[str, Any], key: str, row: Any, partition: int | None
+) -> Awaitable[Any]:
+    """For plain dicts (tests, tools)."""
+    if row is DELETED:
+        table.pop(key, None)
+    else:
+        table[key] = row
+    return _done()
 
 
 def session_key(node_id: str, session_id: str) -> str:
@@ -29,9 +67,11 @@ class TableRulesStore:
         self,
         nodes: MutableMapping[str, Any],
         sessions: MutableMapping[str, Any],
+        write: RowWriter = write_in_memory,
     ) -> None:
         self.nodes = nodes
         self.sessions = sessions
+        self.write = write
         self.partition: int | None = None
         self.timers: dict[int, dict[str, int]] = {}
         self.known_loads: dict[str, NodeLoad] = {}
@@ -56,7 +96,7 @@ class TableRulesStore:
     def get_session(self, node_id: str, session_id: str) -> SessionState | None:
         key = session_key(node_id, session_id)
         row = self._dirty_sessions.get(key, None)
-        if row is _DELETED:
+        if row is DELETED:
             return None
         row = row or self.sessions.get(key)
         return SessionState.from_row(row) if row else None
@@ -65,7 +105,7 @@ class TableRulesStore:
         self._dirty_sessions[session_key(session.node, session.session_id)] = session.to_row()
 
     def delete_session(self, node_id: str, session_id: str) -> None:
-        self._dirty_sessions[session_key(node_id, session_id)] = _DELETED
+        self._dirty_sessions[session_key(node_id, session_id)] = DELETED
 
     def set_timer(self, node_id: str, due: int | None) -> None:
         if self.partition is None:
@@ -81,17 +121,18 @@ class TableRulesStore:
 
     # -- adapter ----------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Write the state changed since the last flush into the tables (inside the stream)."""
-        for node_id, row in self._dirty_nodes.items():
-            self.nodes[node_id] = row
-        for key, row in self._dirty_sessions.items():
-            if row is _DELETED:
-                self.sessions.pop(key, None)
-            else:
-                self.sessions[key] = row
-        self._dirty_nodes.clear()
-        self._dirty_sessions.clear()
+    async def flush(self) -> None:
+        """Write the state changed since the last flush into the tables (inside the stream):
+        the session rows, and once the broker has them, the node rows."""
+        await self._write(self.sessions, self._dirty_sessions)
+        await self._write(self.nodes, self._dirty_nodes)
+
+    async def _write(self, table: MutableMapping[str, Any], rows: dict[str, Any]) -> None:
+        if not rows:
+            return
+        written = [self.write(table, key, row, self.partition) for key, row in rows.items()]
+        rows.clear()
+        await asyncio.gather(*written)
 
     def rebuild_timers(self, partition: int, due: Any) -> None:
         """After a rebalance: the timers of the nodes this worker now owns on ``partition``."""

@@ -166,13 +166,20 @@ class LocalKafka:
         return self.state_dir / "broker.log"
 
     def start(
-        self, port: int = 9092, controller_port: int = 9093, timeout: float = READY_TIMEOUT_S
+        self,
+        port: int = 9092,
+        controller_port: int = 9093,
+        timeout: float = READY_TIMEOUT_S,
+        *,
+        keep_data: bool = False,
     ) -> str:
         """Start the broker, wait until it answers a metadata request, return its bootstrap.
 
         Retries once with a wiped data dir: on a loaded machine KRaft quorum formation can time
         out, and a fresh start is the known remedy. Fails fast on a busy port instead, since a
         retry cannot help and a stranger listening there would look like a ready broker.
+        ``keep_data`` (a restart whose topics must survive, as in the fault tests) retries
+        without wiping.
         """
         if self.status().running:
             raise LocalInfraError(f"a broker from {self.state_dir} is already running")
@@ -180,9 +187,11 @@ class LocalKafka:
         try:
             return self._start_once(port, controller_port, timeout)
         except LocalInfraError as exc:
-            logger.warning("local Kafka did not start (%s); retrying with a fresh data dir", exc)
+            again = "on the same data" if keep_data else "with a fresh data dir"
+            logger.warning("local Kafka did not start (%s); retrying %s", exc, again)
             self.stop()
-            shutil.rmtree(self.state_dir / "data", ignore_errors=True)
+            if not keep_data:
+                shutil.rmtree(self.state_dir / "data", ignore_errors=True)
         try:
             return self._start_once(port, controller_port, timeout)
         except LocalInfraError:

@@ -23,7 +23,7 @@ from psycopg import sql
 
 from services.localdev import LOOPBACK, LocalInfraError, free_ports, log_tail, run_checked
 
-__all__ = ["DATABASE", "find_bindir", "running_postgres"]
+__all__ = ["DATABASE", "PostgresServer", "find_bindir", "postgres_server", "running_postgres"]
 
 DATABASE = "mediacdr"
 SUPERUSER = "postgres"
@@ -127,9 +127,25 @@ class _Cluster:
         run_checked([*prefix, str(self.bindir / name), *args], f"PostgreSQL {name}", cwd=self.root)
 
 
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running throwaway cluster: its URL, and a stop and start for outage tests (the data
+    and the port are kept across them)."""
+
+    url: str
+    _cluster: _Cluster
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: open connections are cut)."""
+        self._cluster.stop()
+
+    def start(self) -> None:
+        self._cluster.start()
+
+
 @contextmanager
-def running_postgres(tmp_dir: Path) -> Iterator[str]:
-    """A fresh cluster with an empty `mediacdr` database; yields its SQLAlchemy URL."""
+def postgres_server(tmp_dir: Path) -> Iterator[PostgresServer]:
+    """A fresh cluster with an empty `mediacdr` database for the length of the block."""
     bindir = find_bindir()
     with _cluster_root(tmp_dir) as root:
         cluster = _Cluster(bindir, root, free_ports(1)[0], as_postgres=os.geteuid() == 0)
@@ -137,9 +153,18 @@ def running_postgres(tmp_dir: Path) -> Iterator[str]:
         cluster.start()
         try:
             _create_database(cluster.port)
-            yield f"postgresql+psycopg://{SUPERUSER}@{LOOPBACK}:{cluster.port}/{DATABASE}"
+            url = f"postgresql+psycopg://{SUPERUSER}@{LOOPBACK}:{cluster.port}/{DATABASE}"
+            yield PostgresServer(url, cluster)
         finally:
-            cluster.stop()
+            if (cluster.data_dir / "postmaster.pid").exists():  # not stopped by the block
+                cluster.stop()
+
+
+@contextmanager
+def running_postgres(tmp_dir: Path) -> Iterator[str]:
+    """A fresh cluster with an empty `mediacdr` database; yields its SQLAlchemy URL."""
+    with postgres_server(tmp_dir) as server:
+        yield server.url
 
 
 @contextmanager

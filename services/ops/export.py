@@ -16,6 +16,7 @@ from typing import IO
 
 from services.core import codec
 from services.core.errors import InvalidJson
+from services.kafka_clients import Connection
 from services.ops.tail import topic_partitions
 from services.readers import started_reader
 
@@ -40,7 +41,7 @@ def cdr_line(value: bytes) -> tuple[str, str]:
 
 
 async def export_cdr(
-    bootstrap: str,
+    kafka: Connection,
     topic: str,
     out: IO[str],
     *,
@@ -51,10 +52,10 @@ async def export_cdr(
 ) -> ExportReport:
     """Write the records stamped in ``[since_ms, until_ms)`` to ``out``."""
     deadline = asyncio.get_running_loop().time() + 30
-    tps = await topic_partitions(bootstrap, topic, deadline)
+    tps = await topic_partitions(kafka, topic, deadline)
     rows: list[tuple[int, int, int, str, str]] = []
     unreadable = 0
-    async with started_reader(bootstrap) as consumer:
+    async with started_reader(kafka) as consumer:
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)

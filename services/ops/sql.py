@@ -22,9 +22,9 @@ async def _ends(settings: ProjectorSettings) -> dict[tuple[str, int], int]:
     tps = [
         tp
         for topic in (settings.topic_cdr, settings.topic_nodes)
-        for tp in await topic_partitions(settings.kafka_bootstrap, topic, deadline)
+        for tp in await topic_partitions(settings, topic, deadline)
     ]
-    async with started_reader(settings.kafka_bootstrap) as consumer:
+    async with started_reader(settings) as consumer:
         ends = await consumer.end_offsets(tps)
     return {(tp.topic, tp.partition): end for tp, end in ends.items()}
 

@@ -7,8 +7,9 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
+
+from services.kafka_clients import Connection, new_admin, new_consumer
 
 __all__ = ["TailedRecord", "collect", "describe", "read_topic", "topic_partitions"]
 
@@ -24,16 +25,16 @@ class TailedRecord:
 
 
 async def read_topic(
-    bootstrap: str, topic: str, idle_ms: int = 1000
+    kafka: Connection, topic: str, idle_ms: int = 1000
 ) -> AsyncIterator[TailedRecord]:
     """Every record now on ``topic`` (all partitions, from the start), then stop."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    consumer = new_consumer(
+        kafka, enable_auto_commit=False, auto_offset_reset="earliest"
     )  # "earliest": see services/readers.py
     await consumer.start()
     try:
         try:
-            tps = await topic_partitions(bootstrap, topic, asyncio.get_running_loop().time())
+            tps = await topic_partitions(kafka, topic, asyncio.get_running_loop().time())
         except TimeoutError:
             return
         consumer.assign(tps)
@@ -56,7 +57,7 @@ async def read_topic(
 
 
 async def collect(
-    bootstrap: str,
+    kafka: Connection,
     topic: str,
     *,
     count: int,
@@ -68,14 +69,14 @@ async def collect(
     Returns the matching records; raises ``TimeoutError`` (with what was seen) when the deadline
     passes first. Waits on the broker (long poll), never on a sleep.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    consumer = new_consumer(
+        kafka, enable_auto_commit=False, auto_offset_reset="earliest"
     )  # "earliest": see services/readers.py
     await consumer.start()
     matched: list[TailedRecord] = []
     try:
         deadline = asyncio.get_running_loop().time() + timeout_s
-        tps = await topic_partitions(bootstrap, topic, deadline)
+        tps = await topic_partitions(kafka, topic, deadline)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         while len(matched) < count:
@@ -95,10 +96,10 @@ async def collect(
     return matched
 
 
-async def topic_partitions(bootstrap: str, topic: str, deadline: float) -> list[TopicPartition]:
+async def topic_partitions(kafka: Connection, topic: str, deadline: float) -> list[TopicPartition]:
     """The topic's partitions, waiting for a topic that is being created."""
     loop = asyncio.get_running_loop()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = new_admin(kafka)
     await admin.start()
     try:
         while True:

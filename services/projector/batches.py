@@ -15,7 +15,7 @@ from services.core.projection.records import Source
 from services.projector import metrics
 from services.store.projection import Position, ProjectionStore
 
-__all__ = ["BatchReport", "Projector"]
+__all__ = ["BatchReport", "ParsedBatch", "Projector"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,15 @@ class BatchReport:
         self.skipped.update(other.skipped)
 
 
+@dataclass
+class ParsedBatch:
+    """A batch read and parsed, not yet written."""
+
+    records: list[ProjectedRecord] = field(default_factory=list)
+    positions: dict[Position, int] = field(default_factory=dict)
+    report: BatchReport = field(default_factory=BatchReport)
+
+
 class Projector:
     """Parses records of the CDR and node-facts topics and applies them in one transaction."""
 
@@ -51,15 +60,20 @@ class Projector:
         self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
     ) -> BatchReport:
         """Apply ``batch``; records it cannot use advance the position and are counted."""
-        report = BatchReport()
-        records: list[ProjectedRecord] = []
-        positions: dict[Position, int] = {}
+        return self.apply(self.parse(batch))
+
+    def parse(
+        self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
+    ) -> ParsedBatch:
+        """The first half of ``project``, no I/O: a caller may parse the next batch while the
+        previous one is being written (``rebuild`` does)."""
+        parsed = ParsedBatch()
         for tp, consumed in batch.items():
             if not consumed:
                 continue
             source = self._sources[tp.topic]
             for m in consumed:
-                parsed = parse_record(
+                record = parse_record(
                     source,
                     tp.topic,
                     tp.partition,
@@ -67,22 +81,27 @@ class Projector:
                     m.value,
                     m.headers,
                 )
-                if isinstance(parsed, Skipped):
-                    report.skipped[parsed.reason] += 1
+                if isinstance(record, Skipped):
+                    parsed.report.skipped[record.reason] += 1
                     log.warning(
                         "skipped %s[%d]@%d: %s (%s)",
                         tp.topic,
                         tp.partition,
                         m.offset,
-                        parsed.reason,
-                        parsed.detail,
+                        record.reason,
+                        record.detail,
                     )
                 else:
-                    records.append(parsed)
-            positions[(tp.topic, tp.partition)] = consumed[-1].offset + 1
-            report.read += len(consumed)
+                    parsed.records.append(record)
+            parsed.positions[(tp.topic, tp.partition)] = consumed[-1].offset + 1
+            parsed.report.read += len(consumed)
+        return parsed
+
+    def apply(self, parsed: ParsedBatch) -> BatchReport:
+        """The second half of ``project``: one store transaction."""
+        report = parsed.report
         with metrics.BATCH_SECONDS.time():
-            applied = self.store.apply(records, positions)
+            applied = self.store.apply(parsed.records, parsed.positions)
         report.events, report.duplicates, report.facts = (
             applied.events,
             applied.duplicates,

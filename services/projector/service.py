@@ -15,14 +15,14 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from aiokafka import AIOKafkaConsumer
-
 from services.config import ProjectorSettings
+from services.kafka_clients import new_consumer
 from services.observability import Heartbeat, LagReporter, metrics_server
 from services.projector.batches import BatchReport, Projector
 from services.readers import SeekToStoredPositions, consumer_lags
 from services.signals import stop_on_signals
 from services.store.migrate import checked_engine
+from services.store.outage import serve_through_outages
 from services.store.projection import ProjectionStore
 from services.topics import ensure_topics
 
@@ -64,8 +64,8 @@ async def _project(
     store = projection_store(settings)
     await ensure_topics(settings)
     projector = Projector(settings, store)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    consumer = new_consumer(
+        settings,
         group_id=settings.projector_group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -116,7 +116,11 @@ def run_projector(settings: ProjectorSettings) -> None:
                 dict(batch.skipped) or "none",
             )
 
-        totals = await serve(settings, stop, report)
-        log.info("stopped after %d records (%d events)", totals.read, totals.events)
+        projection_store(settings).engine.dispose()  # a wrong URL or schema stops it here
+        totals = await serve_through_outages(
+            lambda inner: serve(settings, inner, report), stop, "projector"
+        )
+        if totals is not None:
+            log.info("stopped after %d records (%d events)", totals.read, totals.events)
 
     asyncio.run(main())

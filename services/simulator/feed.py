@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaProducer
-
 from services.config import KafkaSettings
+from services.kafka_clients import new_producer
 from services.simulator.samples import sample_records
 
 __all__ = ["feed_samples"]
@@ -13,7 +12,7 @@ __all__ = ["feed_samples"]
 async def feed_samples(settings: KafkaSettings, now_ms: int) -> list[str]:
     """Send the sample records; returns one human line per record."""
     topics = {"liveness": settings.topic_liveness, "sessions": settings.topic_sessions}
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = new_producer(settings, acks="all")
     await producer.start()
     lines = []
     try:

@@ -20,9 +20,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaProducer
-
 from services.config import KafkaSettings
+from services.kafka_clients import new_producer
 from services.simulator.model import Simulation
 
 __all__ = ["FeedOptions", "FeedReport", "TokenBucket", "feed"]
@@ -73,8 +72,8 @@ async def feed(
 ) -> FeedReport:
     """Send every record of ``sim`` (until SIGINT/SIGTERM); returns what was sent."""
     topics = {"liveness": settings.topic_liveness, "sessions": settings.topic_sessions}
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    producer = new_producer(
+        settings,
         acks="all",
         enable_idempotence=True,
         linger_ms=5 if options.mode == "max" else 0,

@@ -4,29 +4,34 @@
 together with the consumed positions — one transaction, deduplicated by (subscription, ce_id).
 ``due`` returns the deliveries to attempt now: for each (subscription, record key) only the
 earliest pending one (CDR order), so a later event of a key waits for the earlier one to be
-delivered or to fail for good.
+delivered or to fail for good. ``record_attempts`` stores the results of many attempts in one
+transaction (one statement per kind of result), so the sender pays a round trip per batch, not per
+delivery; the sender's queries are in ``webhook_outbox``.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, exists, func, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import Engine, delete, func, select, update
 
 from services.core.webhooks import wants
 from services.store import models
 from services.store import positions as positions_store
 from services.store.positions import Position, dialect_insert
+from services.store.webhook_outbox import Attempt, Due, OutboxTurn, Result, due_heads, record
 
 __all__ = [
     "DEFAULT_ID",
+    "Attempt",
     "Due",
     "OutboxRecord",
+    "OutboxTurn",
     "Subscription",
     "UnknownSubscription",
     "WebhookStore",
@@ -63,19 +68,6 @@ class OutboxRecord:
     offset: int
     timestamp_ms: int
     body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Due:
-    subscription_id: str
-    event_id: str
-    record_key: str
-    source_offset: int
-    body: bytes
-    attempts: int
-    url: str
-    secret: str | None
-    headers: list[str]
 
 
 class WebhookStore:
@@ -206,47 +198,28 @@ class WebhookStore:
             new = 0
             if rows:
                 t = models.webhook_deliveries
+                # A plain executemany counted by rowcount, not RETURNING: RETURNING makes
+                # SQLAlchemy send 1,000-row statements that psycopg re-parses every time,
+                # about 3x the CPU per row (benchmarks/analysis.md, B5).
                 statement = (
                     dialect_insert(conn.dialect.name, t)
                     .on_conflict_do_nothing(index_elements=[t.c.subscription_id, t.c.event_id])
-                    .returning(t.c.event_id)
+                    .execution_options(preserve_rowcount=True)
                 )
-                new = len(conn.execute(statement, rows).all())
+                new = conn.execute(statement, rows).rowcount
             positions_store.advance(conn, self.consumer, positions)
         return new
 
     def due(self, now: datetime, limit: int) -> list[Due]:
         """Heads of their (subscription, key) queue whose attempt time has come, oldest first."""
-        d = models.webhook_deliveries
-        s = models.webhook_subscriptions
-        e = aliased(d)
-        earlier = exists().where(
-            and_(
-                e.c.subscription_id == d.c.subscription_id,
-                e.c.record_key == d.c.record_key,
-                e.c.status == "pending",
-                e.c.source_offset < d.c.source_offset,
-            )
-        )
-        query = (
-            select(
-                d.c.subscription_id,
-                d.c.event_id,
-                d.c.record_key,
-                d.c.source_offset,
-                d.c.body,
-                d.c.attempts,
-                s.c.url,
-                s.c.secret,
-                s.c.headers,
-            )
-            .join(s, s.c.id == d.c.subscription_id)
-            .where(d.c.status == "pending", s.c.enabled, d.c.next_attempt_at <= now, ~earlier)
-            .order_by(d.c.next_attempt_at, d.c.source_offset)
-            .limit(limit)
-        )
         with self.engine.connect() as conn:
-            return [Due(**row._mapping) for row in conn.execute(query)]
+            return due_heads(conn, now, limit)
+
+    @contextmanager
+    def turn(self) -> Iterator[OutboxTurn]:
+        """One transaction for a sender turn: store answers, then find what to send next."""
+        with self.engine.begin() as conn:
+            yield OutboxTurn(conn)
 
     def record_attempt(
         self,
@@ -255,41 +228,31 @@ class WebhookStore:
         at: datetime,
         status_code: int | None,
         error: str | None,
-        result: str,
+        result: Result,
         next_attempt_at: datetime | None = None,
         disable_reason: str | None = None,
     ) -> None:
-        """Store one attempt's result: ``delivered``, ``retry`` (at ``next_attempt_at``),
-        ``failed`` (kept for replay), or ``disabled`` (410: the subscription is disabled and the
-        delivery waits, due at once, for it to be re-enabled)."""
-        d = models.webhook_deliveries
-        values: dict[str, Any] = {
-            "attempts": d.c.attempts + 1,
-            "last_attempt_at": at,
-            "last_status_code": status_code,
-            "last_error": error,
-        }
-        if result == "delivered":
-            values |= {"status": "delivered", "delivered_at": at, "next_attempt_at": None}
-        elif result == "failed":
-            values |= {"status": "failed", "next_attempt_at": None}
-        elif result == "retry":
-            values |= {"next_attempt_at": next_attempt_at}
-        else:
-            values |= {"next_attempt_at": at}
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(d)
-                .where(d.c.subscription_id == due.subscription_id, d.c.event_id == due.event_id)
-                .values(**values)
-            )
-            if result == "disabled":
-                s = models.webhook_subscriptions
-                conn.execute(
-                    update(s)
-                    .where(s.c.id == due.subscription_id)
-                    .values(enabled=False, disabled_reason=disable_reason)
+        """Store one attempt's result (see :class:`Attempt`)."""
+        self.record_attempts(
+            [
+                Attempt(
+                    due.subscription_id,
+                    due.event_id,
+                    at,
+                    status_code,
+                    error,
+                    result,
+                    next_attempt_at,
+                    disable_reason,
                 )
+            ]
+        )
+
+    def record_attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Store the results of ``attempts`` in one transaction."""
+        if attempts:
+            with self.engine.begin() as conn:
+                record(conn, attempts)
 
     def replay(
         self,
@@ -328,6 +291,18 @@ class WebhookStore:
             for sid, status, count in conn.execute(query):
                 found.setdefault(sid, {})[status] = int(count)
         return found
+
+    def pending_counts(self) -> dict[str, int]:
+        """Pending deliveries per subscription (the queue depth), from the pending rows only:
+        delivered rows are kept, so counting every status would scan the whole history."""
+        d = models.webhook_deliveries
+        query = (
+            select(d.c.subscription_id, func.count())
+            .where(d.c.status == "pending")
+            .group_by(d.c.subscription_id)
+        )
+        with self.engine.connect() as conn:
+            return {sid: int(count) for sid, count in conn.execute(query)}
 
     def deliveries(self, subscription_id: str) -> list[dict[str, Any]]:
         """Every delivery of a subscription in CDR order (for operators and tests)."""

@@ -1,8 +1,12 @@
-"""One delivery attempt over HTTP, and what to store about it."""
+"""One delivery attempt: sign, POST, and decide what to store about it.
+
+The attempt only *decides*; storing is the dispatcher's, in batches
+(``WebhookStore.record_attempts``), always after the answer: a result is never stored for a
+request that has not been answered.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -10,11 +14,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-import httpx
-
 from services.core.webhooks import decode_secret, next_delay_s, outcome_of, webhook_headers
-from services.store.webhooks import Due, WebhookStore
+from services.store.webhooks import Attempt, Due
 from services.webhooks import metrics
+from services.webhooks.http import Answer, Post
 
 __all__ = ["Sender", "parse_header"]
 
@@ -37,18 +40,17 @@ def _key(secret: str) -> bytes:
 class Sender:
     def __init__(
         self,
-        store: WebhookStore,
-        client: httpx.AsyncClient,
+        post: Post,
         schedule: Sequence[float],
         jitter: float,
         rng: random.Random | None = None,
     ) -> None:
-        self.store, self.client = store, client
+        self.post = post
         self.schedule, self.jitter = list(schedule), jitter
         self.rng = rng or random.Random()
 
-    async def attempt(self, due: Due) -> str:
-        """POST ``due`` once; store and return the result."""
+    async def attempt(self, due: Due) -> Attempt:
+        """POST ``due`` once (signed afresh) and return what to store."""
         stamp = int(time.time())
         headers = webhook_headers(
             message_id=due.event_id,
@@ -57,48 +59,34 @@ class Sender:
             key=_key(due.secret) if due.secret else None,
             custom=[parse_header(h) for h in due.headers],
         )
-        status_code: int | None = None
-        error: str | None = None
         started = time.perf_counter()
-        try:
-            response = await self.client.post(due.url, content=due.body, headers=headers)
-            status_code = response.status_code
-        except httpx.HTTPError as e:
-            error = f"{type(e).__name__}: {e}"[:500]
+        answer = await self.post(due.url, due.body, headers)
         metrics.ATTEMPT_SECONDS.observe(time.perf_counter() - started)
-        at = datetime.now(UTC)
-        outcome = outcome_of(status_code)
-        next_at: datetime | None = None
-        reason: str | None = None
+        attempt = self.judge(due, answer, datetime.now(UTC))
+        metrics.DELIVERIES.labels(due.subscription_id, attempt.result).inc()
+        return attempt
+
+    def judge(self, due: Due, answer: Answer, at: datetime) -> Attempt:
+        """What ``answer`` means for ``due``: delivered, disabled (410), a retry, or failed."""
+        code, error = answer.status_code, answer.error
+        outcome = outcome_of(code)
         if outcome == "delivered":
-            result = "delivered"
-        elif outcome == "disable":
-            result = "disabled"
+            return Attempt(due.subscription_id, due.event_id, at, code, error, "delivered")
+        if outcome == "disable":
             reason = f"410 Gone from {due.url} at {at.isoformat(timespec='seconds')}"
             log.warning("subscription %s disabled: %s", due.subscription_id, reason)
-        else:
-            delay = next_delay_s(due.attempts + 1, self.schedule, self.jitter, self.rng)
-            if delay is None:
-                result = "failed"
-                log.warning(
-                    "delivery %s to %s failed for good after %d attempts (%s)",
-                    due.event_id,
-                    due.subscription_id,
-                    due.attempts + 1,
-                    error or status_code,
-                )
-            else:
-                result = "retry"
-                next_at = at + timedelta(seconds=delay)
-        await asyncio.to_thread(
-            self.store.record_attempt,
-            due,
-            at=at,
-            status_code=status_code,
-            error=error,
-            result=result,
-            next_attempt_at=next_at,
-            disable_reason=reason,
-        )
-        metrics.DELIVERIES.labels(due.subscription_id, result).inc()
-        return result
+            return Attempt(
+                due.subscription_id, due.event_id, at, code, error, "disabled", at, reason
+            )
+        delay = next_delay_s(due.attempts + 1, self.schedule, self.jitter, self.rng)
+        if delay is None:
+            log.warning(
+                "delivery %s to %s failed for good after %d attempts (%s)",
+                due.event_id,
+                due.subscription_id,
+                due.attempts + 1,
+                error or code,
+            )
+            return Attempt(due.subscription_id, due.event_id, at, code, error, "failed")
+        next_at = at + timedelta(seconds=delay)
+        return Attempt(due.subscription_id, due.event_id, at, code, error, "retry", next_at)

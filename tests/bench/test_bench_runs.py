@@ -41,5 +41,5 @@ def test_the_benchmarks_run_end_to_end(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     text = report.read_text()
-    for name in ("B1", "B2", "B4", "B5", "## Method", "cores", "aiokafka"):
+    for name in ("B1", "B2", "B3", "B4", "B5", "B6", "## Method", "cores", "aiokafka"):
         assert name in text, name

@@ -7,8 +7,6 @@ event-time rules are exercised the way production exercises them.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 
 from tests.support.cluster import ClusterScript
 from tests.support.kafka import body, event_is, headers_of, produce
-from tests.support.services import Deployment, new_deployment, running_service
+from tests.support.services import Deployment, kill_9, new_deployment, running_service
 
 GRACE = 3000
 ROLES = ("liveness", "sessions", "cdr", "nodes", "notifications", "deadletter")
@@ -179,10 +177,15 @@ def test_removal_after_reconnection_timeout_and_no_recovery(
     assert body(facts[0])["timestamp"] == t + GRACE
     cdr = [body(r) for r in d.everything("cdr")]
     events = [b["event"] for b in cdr]
-    assert events.count("nodeCrashed") == 1
+    # the witness's own incident may be decided too by now (its deadline is ~7 s after t):
+    # only the first life is judged here
+    crashed = [b["timeOfDisconnection"] for b in cdr if b["event"] == "nodeCrashed"]
+    assert crashed.count(t) == 1 and set(crashed) <= {t, t + GRACE + 600}
     assert "nodeRecovered" not in events
     statuses = [
-        (b["oldStatus"], b["newStatus"]) for b in cdr if b["event"] == "mediaNodeStatusChanged"
+        (b["oldStatus"], b["newStatus"])
+        for b in cdr
+        if b["event"] == "mediaNodeStatusChanged" and b["timestamp"] < t + GRACE + 600
     ]
     assert statuses == [("running", "terminating"), ("terminating", "terminated")]
     assert all("reason" not in b for b in cdr if b["event"] == "mediaNodeStatusChanged")
@@ -198,8 +201,7 @@ def test_kill_9_between_disconnection_and_deadline(kafka_bootstrap: str, tmp_pat
         assert not [r for r in d.everything("cdr") if _crash_of(node)(r)], (
             "decided before the deadline"
         )
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=30)
+        kill_9(first)
     with running_service(d, "detector", log_name="detector-2"):
         d.wait("cdr", 2, event_is("sessionDestroyed"))
     cdr = [body(r) for r in d.everything("cdr")]

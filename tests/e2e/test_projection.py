@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from services.config import ProjectorSettings
 from services.ops.export import export_cdr
 from services.ops.sql import wait_caught_up
 from services.projector.rebuild import NotEmpty, rebuild
@@ -34,7 +33,7 @@ GRACE = 3000
 
 def wait_projected(engine: Engine, d: Deployment, timeout: float = 90) -> None:
     """Until the projector has applied everything now on the topics."""
-    settings = projector_settings(d, "sqlite://")
+    settings = d.projector_settings("sqlite://")
     asyncio.run(wait_caught_up(settings, ProjectionStore(engine), timeout))
 
 
@@ -44,13 +43,6 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) ->
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(0.05)  # polling the database, as above
-
-
-def projector_settings(d: Deployment, url: str) -> ProjectorSettings:
-    topics = {f"topic_{role}": d.topic(role) for role in ("cdr", "nodes")}
-    return ProjectorSettings(
-        kafka_bootstrap=d.bootstrap, partitions=d.partitions, database_url=url, **topics
-    )
 
 
 def test_detector_and_projector_turn_a_cluster_story_into_sql(
@@ -116,12 +108,12 @@ def test_detector_and_projector_turn_a_cluster_story_into_sql(
     for backend in ("postgresql", "sqlite"):
         rebuilt_url = fresh_database_url(backend, tmp_path, postgres_url)
         rebuilt = migrated_engine(rebuilt_url)
-        report = asyncio.run(rebuild(projector_settings(d, rebuilt_url)))
+        report = asyncio.run(rebuild(d.projector_settings(rebuilt_url)))
         assert report.totals.read == report.total > 0
         assert snapshot(rebuilt) == snapshot(engine), backend
         with pytest.raises(NotEmpty):
-            asyncio.run(rebuild(projector_settings(d, rebuilt_url)))
-        asyncio.run(rebuild(projector_settings(d, rebuilt_url), replace=True))
+            asyncio.run(rebuild(d.projector_settings(rebuilt_url)))
+        asyncio.run(rebuild(d.projector_settings(rebuilt_url), replace=True))
         assert snapshot(rebuilt) == snapshot(engine), backend
         rebuilt.dispose()
 

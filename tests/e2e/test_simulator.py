@@ -7,12 +7,12 @@ a dead letter per malformed record with the expected code, and no other dead let
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from pathlib import Path
 
 from tests.support.kafka import body, event_is, headers_of
+from tests.support.lab import parse_summary
 from tests.support.services import cli, new_deployment, running_service
 
 SIMULATE = (
@@ -32,17 +32,13 @@ SIMULATE = (
 )
 
 
-def _summary(stdout: str) -> dict[str, int]:
-    return {m[1]: int(m[2]) for m in re.finditer(r"^\s+(\w+)\s+(\d+)$", stdout, re.MULTILINE)}
-
-
 def test_what_the_simulator_injects_is_what_the_detector_finds(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     d = new_deployment(kafka_bootstrap, tmp_path)
     with running_service(d, "detector"):
         done = cli(d, *SIMULATE)
-        counts = _summary(done.stdout)
+        counts = parse_summary(done.stdout)
         assert counts["crashes"] >= 2 and counts["blips"] >= 1 and counts["flaps"] >= 1
         assert counts["planned_shutdowns"] >= 1 and counts["node_recoveries"] >= 1
         assert counts["malformed_total"] >= 3

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,8 +26,8 @@ from services.store.webhooks import WebhookStore
 from tests.support.cdr_story import busy_cluster
 from tests.support.databases import fresh_database_url
 from tests.support.kafka import produce_many
-from tests.support.receiver import Receiver, Request, flaky, running_receiver
-from tests.support.services import Deployment, cli, new_deployment, running_service
+from tests.support.receiver import Receiver, Request, first_deliveries, flaky, running_receiver
+from tests.support.services import Deployment, cli, kill_9, new_deployment, running_service
 
 FAST = json.dumps([0, 0.05, 0.1, 0.2, 0.3, 0.3, 0.3, 0.3])
 
@@ -62,15 +60,6 @@ def publish(d: Deployment, sessions: int, t0: int | None = None) -> Published:
         {i: (o.key or b"").decode() for i, o in zip(ids, outputs, strict=True)},
         {i: o.value or b"" for i, o in zip(ids, outputs, strict=True)},
     )
-
-
-def first_deliveries(requests: list[Request]) -> list[str]:
-    """webhook-ids in the order of their first 2xx answer."""
-    seen: dict[str, None] = {}
-    for r in requests:
-        if 200 <= r.status < 300:
-            seen.setdefault(r.headers["webhook-id"], None)
-    return list(seen)
 
 
 def assert_in_order_per_key(published: Published, requests: list[Request]) -> None:
@@ -221,8 +210,7 @@ def test_kill_9_during_retries_loses_nothing(
         with running_service(d, "webhooks", log_name="webhooks-1", **env) as first:
             published = publish(d, 60)
             receiver.wait(lambda rs: sum(1 for r in rs if r.status == 500) >= 60)
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait(timeout=30)
+            kill_9(first)
         failing = False
         with running_service(d, "webhooks", log_name="webhooks-2", **env):
             receiver.wait(all_delivered(published))

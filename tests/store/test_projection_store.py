@@ -7,6 +7,7 @@ redeliveries, gives the same rows; and the rows say what happened.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,8 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from services.core.projection import ProjectedRecord
+from services.core import codec
+from services.core.projection import ProjectedRecord, parse_record
 from services.store import models
 from services.store.projection import Position, ProjectionStore
 from tests.support.cdr_story import (
@@ -208,3 +210,106 @@ def test_recovery_window_is_respected(new_engine: NewEngine) -> None:
             conn.execute(select(models.session_recoveries.c.new_unique_session_id)).scalars().all()
         )
     assert linked == [None, None]
+
+
+@pytest.mark.parametrize("sizes", [[1], [4, 9]])
+def test_a_recovery_read_before_its_crash_is_linked_the_same(
+    new_engine: NewEngine, sizes: list[int]
+) -> None:
+    """A detector catching up on a backlog may copy a session's re-creation (on another node)
+    before it decides the crash that closed the old incarnation: on the one CDR partition the new
+    `sessionCreated` and its joins then come first. Read in separate batches, the rows must
+    equal those of one batch, where the crash and the re-creation meet."""
+
+    def recreated(r: ProjectedRecord) -> bool:
+        return r.body.get("sessionId") == "ses_Alpha" and r.timestamp >= RECREATED_AT
+
+    def crashed(r: ProjectedRecord) -> bool:
+        return r.body.get("sessionId") == "ses_Alpha" and r.body.get("reason") == "nodeCrashed"
+
+    records = cdr_story().records
+    early = [r for r in records if recreated(r)]
+    rest = [r for r in records if not recreated(r)]
+    first_crash = next(i for i, r in enumerate(rest) if crashed(r))
+    reordered = rest[:first_crash] + early + rest[first_crash:]
+    offsets: dict[tuple[str, int], int] = {}
+    for i, r in enumerate(reordered):  # the offsets follow the order the CDR now has
+        where = (r.topic, r.partition)
+        offsets[where] = offsets.get(where, -1) + 1
+        reordered[i] = dataclasses.replace(r, offset=offsets[where])
+    reference = new_engine()
+    apply_in_batches(ProjectionStore(reference), reordered, [len(reordered)])
+    other = new_engine()
+    apply_in_batches(ProjectionStore(other), reordered, sizes)
+    assert snapshot(other) == snapshot(reference)
+    with other.connect() as conn:
+        (alpha,) = conn.execute(
+            select(models.session_recoveries).where(
+                models.session_recoveries.c.session_id == "ses_Alpha"
+            )
+        ).all()
+    assert alpha.new_unique_session_id == f"ses_Alpha_{RECREATED_AT}"
+    assert (alpha.participants_before, alpha.participants_returned) == (2, 2)
+
+
+def test_values_come_back_as_they_were_read(new_engine: NewEngine) -> None:
+    """Records parsed as the projector parses them (carrying their contributions); on PostgreSQL
+    each table's rows travel as one JSON document, so text JSON must escape, non-ASCII text,
+    floats, large integers and times must all come back unchanged."""
+    tricky = 'Zoë "quoted" \\ back\nslash \u2028 ✓ 日本 {"not": "json"}'
+    usid = f"ses_X_{T0}"
+    joined = {
+        "event": "participantJoined",
+        "timestamp": T0 + 1,
+        "sessionId": "ses_X",
+        "uniqueSessionId": usid,
+        "connectionId": "con_1",
+        "location": tricky,
+        "ip": "10.0.0.1",
+        "platform": "Firefox 131",
+        "clientData": '{"json": "in a string"}',
+        "serverData": "",
+    }
+    stopped = {
+        "event": "recordingStatusChanged",
+        "timestamp": T0 + 2,
+        "sessionId": "ses_X",
+        "uniqueSessionId": usid,
+        "id": "ses_X~1",
+        "name": tricky,
+        "outputMode": "COMPOSED",
+        "startTime": T0 + 1,
+        "status": "ready",
+        "reason": "recordingStoppedByServer",
+        "duration": 12.25,
+        "size": 2**40 + 1,
+    }
+    records = []
+    for offset, body in enumerate([joined, stopped]):
+        headers = [("ce_medianodeid", "media_ü-1".encode())]
+        parsed = parse_record("cdr", "cdr", 0, offset, codec.encode_value(body), headers)
+        assert isinstance(parsed, ProjectedRecord) and parsed.contributions is not None
+        records.append(parsed)
+    engine = new_engine()
+    ProjectionStore(engine).apply(records, {("cdr", 0): 2})
+    with engine.connect() as conn:
+        (person,) = conn.execute(select(models.participants)).all()
+        (recording,) = conn.execute(select(models.recordings)).all()
+        (node,) = conn.execute(select(models.media_nodes)).all()
+        payloads = conn.execute(
+            select(models.cdr_events.c.payload).order_by(models.cdr_events.c.source_offset)
+        ).scalars()
+        assert list(payloads) == [joined, stopped]
+    assert (person.location, person.client_data, person.server_data) == (
+        tricky,
+        '{"json": "in a string"}',
+        "",
+    )
+    assert person.joined_at == at(T0 + 1)
+    assert (recording.name, recording.duration_s, recording.size_bytes) == (
+        tricky,
+        12.25,
+        2**40 + 1,
+    )
+    assert (recording.started_at, recording.stopped_at) == (at(T0 + 1), at(T0 + 2))
+    assert (node.id, node.connected, node.status) == ("media_ü-1", True, None)

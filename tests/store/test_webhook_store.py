@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
+from services.store.webhook_outbox import Attempt, Result
 from services.store.webhooks import OutboxRecord, UnknownSubscription, WebhookStore
 from tests.support.databases import fresh_database_url, migrated_engine
 
@@ -120,3 +122,59 @@ def test_the_env_subscription_is_default_and_removal_takes_its_deliveries(
     assert store.counts() == {}
     with pytest.raises(UnknownSubscription):
         store.remove("default")
+
+
+def test_many_attempts_are_stored_in_one_batch(store: WebhookStore) -> None:
+    store.add("http://a.example/hook", secret=None, subscription_id="s")
+    store.add("http://b.example/hook", secret=None, subscription_id="t", events=["nodeCrashed"])
+    store.enqueue(
+        [rec(1), rec(2, key="ses_B"), rec(3, key="ses_C"), rec(4, event="nodeCrashed")], {}
+    )
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    heads = {(d.subscription_id, d.source_offset): d for d in store.due(now, 10)}
+    later = now + timedelta(minutes=5)
+
+    def done(sid: str, offset: int, result: Result, **kw: Any) -> Attempt:
+        return Attempt(
+            sid, heads[(sid, offset)].event_id, now, kw.pop("code", 200), None, result, **kw
+        )
+
+    store.record_attempts(
+        [
+            done("s", 1, "delivered"),
+            done("s", 2, "retry", code=503, next_attempt_at=later),
+            done("s", 3, "failed", code=500),
+            done("t", 4, "disabled", code=410, next_attempt_at=now, disable_reason="410 Gone"),
+        ]
+    )
+    rows = {r["source_offset"]: r for r in store.deliveries("s")}
+    assert [(rows[n]["status"], rows[n]["attempts"]) for n in (1, 2, 3, 4)] == [
+        ("delivered", 1),
+        ("pending", 1),
+        ("failed", 1),
+        ("pending", 0),
+    ]
+    assert rows[1]["delivered_at"] == now and rows[2]["next_attempt_at"] == later
+    assert (store.get("t").enabled, store.get("t").disabled_reason) == (False, "410 Gone")
+    assert store.pending_counts() == {"s": 2, "t": 1}
+
+
+def test_heads_are_probed_per_key_and_a_head_not_due_holds_its_key(store: WebhookStore) -> None:
+    store.add("http://a.example/hook", secret=None, subscription_id="s")
+    store.enqueue([rec(n, key=f"ses_{n % 150}") for n in range(300)], {})  # two per key
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    (first,) = store.due(now, 1)
+    store.record_attempt(
+        first,
+        at=now,
+        status_code=503,
+        error=None,
+        result="retry",
+        next_attempt_at=now + timedelta(minutes=5),
+    )
+    with store.turn() as turn:
+        keys = [("s", f"ses_{k}") for k in range(150)] + [("s", "nope"), ("x", "ses_1")]
+        found = {d.record_key: d.source_offset for d in turn.heads(keys, now)}
+        assert len(found) == 149 and first.record_key not in found  # its next event waits
+        assert all(found[f"ses_{k}"] == k for k in range(150) if f"ses_{k}" != first.record_key)
+        assert set(turn.due_keys(now, 500)) == {("s", k) for k in found}

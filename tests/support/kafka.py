@@ -30,12 +30,15 @@ async def produce(
         await producer.stop()
 
 
-async def produce_many(bootstrap: str, records: Sequence[Record]) -> None:
+async def produce_many(
+    bootstrap: str, records: Sequence[Record], **options: Any
+) -> list[tuple[int, int]]:
     """Send many records with headers and timestamps, pipelined; wait for every acknowledgement.
+    Returns the (partition, offset) of each record; ``options`` go to the producer.
 
     Records of one partition keep their order (one producer, idempotence on)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5, **options
     )
     await producer.start()
     try:
@@ -43,9 +46,10 @@ async def produce_many(bootstrap: str, records: Sequence[Record]) -> None:
             await producer.send(topic, value, key=key, headers=headers, timestamp_ms=ts)
             for topic, key, value, headers, ts in records
         ]
-        await asyncio.gather(*sent)
+        acknowledged = await asyncio.gather(*sent)
     finally:
         await producer.stop()
+    return [(meta.partition, meta.offset) for meta in acknowledged]
 
 
 def body(record: TailedRecord) -> dict[str, Any]:

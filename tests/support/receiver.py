@@ -5,12 +5,12 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["Receiver", "Request", "flaky", "running_receiver"]
+__all__ = ["Receiver", "Request", "first_deliveries", "flaky", "running_receiver"]
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,14 @@ class Receiver:
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status = receiver.answer(self.path, headers, body)
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
+                # Recorded before the answer goes out: once the sender has read a 2xx it may send
+                # the key's next event, whose thread must not get into the list first.
                 with receiver.changed:
                     receiver.requests.append(Request(self.path, headers, body, status, time.time()))
                     receiver.changed.notify_all()
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
 
             def log_message(self, *_args: object) -> None:
                 return
@@ -81,6 +83,15 @@ class Receiver:
 
     def delivered_ids(self) -> set[str]:
         return {r.headers["webhook-id"] for r in self.delivered()}
+
+
+def first_deliveries(requests: Sequence[Request]) -> list[str]:
+    """webhook-ids in the order of their first 2xx answer."""
+    seen: dict[str, None] = {}
+    for r in requests:
+        if 200 <= r.status < 300:
+            seen.setdefault(r.headers["webhook-id"], None)
+    return list(seen)
 
 
 def flaky(

@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.config import KafkaSettings
+from services.config import KafkaSettings, ProjectorSettings
 from services.ops.tail import TailedRecord, collect, read_topic
 from services.topics import ensure_topics
 
-__all__ = ["Deployment", "cli", "new_deployment", "running_service"]
+__all__ = ["Deployment", "Service", "cli", "kill_9", "new_deployment", "running_service"]
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ("liveness", "sessions", "cdr", "nodes", "notifications", "deadletter")
@@ -42,6 +42,16 @@ class Deployment:
     def kafka_settings(self) -> KafkaSettings:
         topics = {f"topic_{role}": self.topic(role) for role in ROLES}
         return KafkaSettings(kafka_bootstrap=self.bootstrap, partitions=self.partitions, **topics)
+
+    def projector_settings(self, database_url: str) -> ProjectorSettings:
+        """What the projector (and `rebuild`) of this deployment runs with on ``database_url``."""
+        topics = {f"topic_{role}": self.topic(role) for role in ("cdr", "nodes")}
+        return ProjectorSettings(
+            kafka_bootstrap=self.bootstrap,
+            partitions=self.partitions,
+            database_url=database_url,
+            **topics,
+        )
 
     def wait(
         self,
@@ -95,10 +105,19 @@ def running_service(
     deployment: Deployment, *args: str, log_name: str | None = None, **env: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`mediacdr ARGS…` as a child process in its own process group; stopped (and reaped) after."""
-    log_path = deployment.workdir / f"{log_name or args[0]}.log"
+    process = _spawn(deployment, args, deployment.workdir / f"{log_name or args[0]}.log", env)
+    try:
+        yield process
+    finally:
+        _stop(process)
+
+
+def _spawn(
+    deployment: Deployment, args: tuple[str, ...], log_path: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
+    with log_path.open("wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
             [sys.executable, "-m", "services", *args],
             cwd=ROOT,
             env=deployment.env(**env),
@@ -106,10 +125,42 @@ def running_service(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        try:
-            yield process
-        finally:
-            _stop(process)
+
+
+def kill_9(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process's whole group (no shutdown code runs) and reap it."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+class Service:
+    """A service that a fault test kills and restarts: each life logs to ``<name>-<n>.log``."""
+
+    def __init__(self, deployment: Deployment, name: str, *args: str, **env: str) -> None:
+        self.deployment, self.name, self.args, self.env = deployment, name, args, env
+        self.lives = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.lives += 1
+        log_path = self.deployment.workdir / f"{self.name}-{self.lives}.log"
+        self.process = _spawn(self.deployment, self.args, log_path, self.env)
+
+    def kill_9(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            kill_9(self.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+    def exited(self) -> int | None:
+        """The exit status of a life that ended by itself, else None."""
+        return None if self.process is None else self.process.poll()
+
+    def logs(self) -> str:
+        paths = [self.deployment.workdir / f"{self.name}-{n}.log" for n in range(1, self.lives + 1)]
+        return "".join(path.read_text(errors="replace") for path in paths if path.exists())
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from services.detector.marks import (
+    OutageGuard,
     PartitionProgress,
     Watermarks,
     decode_mark,
@@ -86,3 +89,34 @@ def test_marks_round_trip() -> None:
     marks = {source_key("liveness", 3): 10, source_key("sessions", 11): 20}
     assert marks == {"L3": 10, "S11": 20}
     assert decode_mark(json.loads(encode_mark(marks))) == marks
+
+
+def test_after_a_broker_outage_the_wall_clock_vouches_for_nothing_until_it_settles() -> None:
+    guard = OutageGuard(gap_s=2.0, settle_s=10.0)
+    assert guard.answered(100.0, 100.01) is None and guard.trust_wall_clock(100.01)
+    guard.failed(100.05)  # the broker is gone: requests fail …
+    guard.failed(105.0)
+    assert guard.answered(129.0, 130.0) == pytest.approx(29.95)  # … until it answers again
+    assert not guard.trust_wall_clock(130.0)
+    assert guard.answered(131.0, 131.01) is None and not guard.trust_wall_clock(131.01)
+    assert guard.trust_wall_clock(140.0)
+
+
+def test_a_request_that_hangs_through_an_outage_counts_as_one() -> None:
+    guard = OutageGuard(gap_s=2.0, settle_s=10.0)
+    assert guard.answered(200.0, 225.0) == pytest.approx(25.0)
+    assert not guard.trust_wall_clock(230.0) and guard.trust_wall_clock(235.0)
+
+
+def test_a_slow_tick_of_the_worker_is_not_an_outage() -> None:
+    guard = OutageGuard(gap_s=2.0, settle_s=10.0)
+    guard.answered(300.0, 300.01)
+    assert guard.answered(320.0, 320.02) is None  # 20 s between ticks, each answered at once
+    assert guard.trust_wall_clock(320.02)
+
+
+def test_without_the_wall_clock_a_caught_up_partition_vouches_only_for_its_records() -> None:
+    progress = PartitionProgress()
+    progress.forwarded(9, 5_000)
+    assert progress.mark(0, 10, 20_000, 100) == 19_900
+    assert progress.mark(0, 10, 20_000, 100, trust_wall_clock=False) == 4_900

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +14,7 @@ from services.core.projection import (
     Candidate,
     Creation,
     Join,
+    Skipped,
     link_recoveries,
     parse_record,
     returned_participants,
@@ -101,3 +103,18 @@ def test_records_the_projection_cannot_use_are_skipped_with_a_reason() -> None:
     record = parse(fact, "nodes")
     assert getattr(record, "event", None) == "nodeRemoved"
     assert getattr(parse(fact, "cdr"), "reason", None) == "unknownEvent"
+
+
+def test_a_mass_disconnect_fact_is_read_and_contributes_no_rows() -> None:
+    fact = {
+        "event": "massDisconnect",
+        "timestamp": 1_700_000_000_500,
+        "windowStart": 1_700_000_000_000,
+        "windowMs": 3000,
+        "nodeIds": ["media_a", "media_b", "media_c"],
+        "runningNodes": 4,
+        "threshold": 0.5,
+    }
+    parsed = parse_record("nodes", "mediacdr.nodes", 0, 7, json.dumps(fact).encode(), [])
+    assert not isinstance(parsed, Skipped)  # a known fact: the projector counts it, no warning
+    assert contributions(parsed) == []

@@ -436,3 +436,23 @@ def test_a_participant_who_left_takes_its_connections_along() -> None:
         ("participantLeft", BOB),
         ("sessionDestroyed", None),
     ]
+
+
+def test_held_session_input_is_not_taken_for_a_held_liveness_record_at_the_same_offset() -> None:
+    """A liveness and a sessions record may share partition and offset; holding one during an
+    incident must not make the rules think the other is held already (found by the fault
+    matrix: the session record was dropped, its later records dead-lettered)."""
+    from services.core.rules import NodeEngine, RuleSettings
+    from services.core.rules.ports import InMemoryRulesStore
+
+    engine = NodeEngine(InMemoryRulesStore(), RuleSettings(grace_ms=GRACE_MS))
+    engine.on_liveness(NODE, Input("liveness", node_connected(NODE, T0), 0, 1))
+    engine.on_liveness(NODE, Input("liveness", node_disconnected(NODE, T0 + 1000), 0, 2))
+    engine.on_liveness(NODE, Input("liveness", node_connected(NODE, T0 + 5000), 0, 3))
+    engine.on_liveness(NODE, Input("liveness", node_heartbeat(NODE, T0 + 5500), 0, 7))
+    engine.on_session(NODE, Input("session", session_created("s1", T0 + 6000, NODE), 0, 7))
+    engine.on_session(NODE, Input("session", participant_joined("s1", "c1", T0 + 6100), 0, 8))
+    outputs = engine.advance(NODE, T0 + 7000)
+    assert "sessionCreated" in events(outputs, "cdr")
+    assert "participantJoined" in events(outputs, "cdr")
+    assert codes(outputs) == []

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from services.core import codec
 from services.core.errors import InvalidJson
 from services.core.events import CDR_EVENTS, NODE_FACT_EVENTS
-from services.core.projection.mapping import contributions
+from services.core.projection.mapping import Contribution, contributions
 
 __all__ = ["ProjectedRecord", "Skipped", "Source", "parse_record"]
 
@@ -31,10 +31,19 @@ class ProjectedRecord:
     media_node_id: str | None
     incident_id: str | None
     decided_at: str | None = None  # the ce_decidedat header of nodeCrashed
+    #: The rows it contributes to, as ``parse_record`` computed them while checking it (so the
+    #: store does not compute them again); ``None`` for a record built by hand.
+    contributions: tuple[Contribution, ...] | None = None
 
     @property
     def timestamp(self) -> int:
         return int(self.body["timestamp"])
+
+    def rows(self) -> tuple[Contribution, ...]:
+        """What it contributes (CONTRACT §12): the carried contributions, or computed now."""
+        if self.contributions is not None:
+            return self.contributions
+        return tuple(contributions(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +75,7 @@ def parse_record(
         return Skipped("unknownEvent", f"{event} without an integer timestamp")
     found = {name: raw.decode("utf-8", "replace") for name, raw in headers}
     event_id = found.get("ce_id") or codec.ce_id(event, body)
-    record = ProjectedRecord(
+    fields = (
         source,
         topic,
         partition,
@@ -78,8 +87,8 @@ def parse_record(
         found.get("ce_incidentid"),
         found.get("ce_decidedat"),
     )
-    try:
-        contributions(record)  # what the store will do with it, checked before any write
+    try:  # what the store will do with it, checked before any write and kept for the store
+        rows = tuple(contributions(ProjectedRecord(*fields)))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         return Skipped("schemaViolation", f"{event} lacks or mistypes {error}")
-    return record
+    return ProjectedRecord(*fields, rows)

@@ -2,8 +2,10 @@
 
 A ``sessionCreated`` for a session id whose previous incarnation was closed by a crash at most the
 recovery window before is a recovery. Both incarnations share the session id, hence the Kafka key
-and partition, so the crash is always read before the re-creation; the store only has to apply
-these links after the rows of the same batch.
+and partition, but the crash is not always read first: a detector catching up on a backlog can
+copy the re-creation before it decides the crash. So the store links both ways — a creation to
+the crashes already projected, a crash to the creations already projected
+(``services/store/recoveries.py``) — after the rows of the same batch.
 """
 
 from __future__ import annotations

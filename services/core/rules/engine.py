@@ -309,15 +309,17 @@ class NodeEngine:
             if item.kind == "liveness":
                 out += self._liveness(node, item)
             else:
-                out += self._session(node, item)
+                out += self._session(node, item, released=True)
         return out
 
     # -- sessions (§4, §6 staleAfterCrash) -------------------------------------------------
 
-    def _session(self, node: NodeState, item: Input) -> list[Output]:
+    def _session(self, node: NodeState, item: Input, *, released: bool = False) -> list[Output]:
+        """``released``: the item was held and is applied now, possibly after later records
+        of its session, so its offset says nothing about whether it was applied (it was not)."""
         sid = str(item.payload["sessionId"])
         session = self.store.get_session(node.id, sid)
-        if session is not None and item.source_offset <= session.source_offset:
+        if not released and session is not None and item.source_offset <= session.source_offset:
             return []  # a replay of what was applied before a restart
         if self._must_hold(node, item):
             if not any(_same_source(row, item) for row in node.held):
@@ -339,7 +341,8 @@ class NodeEngine:
         if old is not None and old.crashed_at is not None and t < old.crashed_at:
             raise StaleAfterCrash(f"session {sid} was closed by a crash at {old.crashed_at}")
         usid = str(item.payload.get("uniqueSessionId") or unique_session_id(sid, t))
-        session = SessionState(sid, usid, t, node.id, source_offset=item.source_offset)
+        applied = max(item.source_offset, old.source_offset if old is not None else -1)
+        session = SessionState(sid, usid, t, node.id, source_offset=applied)
         body = cdr_copy(item.payload, usid)
         session.recent_ids.append(ce_id(item.event, body))
         self.store.put_session(session)
@@ -359,7 +362,7 @@ class NodeEngine:
             raise Duplicate(f"{item.event} {event_id} was already applied")
         apply_to_session(session, body)
         session.recent_ids = [*session.recent_ids, event_id][-_RECENT_IDS:]
-        session.source_offset = item.source_offset
+        session.source_offset = max(session.source_offset, item.source_offset)
         if item.event == "sessionDestroyed":
             self.store.delete_session(node.id, sid)
             node.sessions = [s for s in node.sessions if s != sid]
@@ -391,7 +394,9 @@ def _tombstone(session: SessionState, at: int) -> SessionState:
 
 
 def _same_source(row: dict[str, object], item: Input) -> bool:
+    """The same input record: a liveness and a sessions record may share partition and offset."""
     return (
-        row["source_partition"] == item.source_partition
+        row["kind"] == item.kind
+        and row["source_partition"] == item.source_partition
         and row["source_offset"] == item.source_offset
     )
