@@ -104,10 +104,11 @@ def _loaded(bench: Bench, load: Load, runs: int) -> Result:
             ),
             "while crashes are injected: detector CPU s per s; liveness records it committed "
             "per s; its CPU ms per committed liveness record (cascades and marks included); "
-            "liveness records not committed at the end (per run)": "; ".join(
+            "liveness records and node-agent records (`<app id>-nodeevents`: forwards and marks) "
+            "not committed at the end (per run)": "; ".join(
                 f"{s.detector_cpu_s / s.phase_s:.2f}, {s.liveness_applied / s.phase_s:,.0f}/s, "
                 f"{s.detector_cpu_s * 1000 / max(1, s.liveness_applied):.2f} ms, "
-                f"{s.liveness_backlog:,}"
+                f"{s.liveness_backlog:,} and {s.internal_backlog:,}"
                 for s in samples
                 if s.phase_s
             ),

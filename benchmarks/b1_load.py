@@ -58,6 +58,7 @@ class Sample:
     phase_s: float = 0.0  # how long that phase lasted
     liveness_backlog: int = 0  # liveness records not yet committed by the detector at the end
     liveness_applied: int = 0  # liveness records it committed while crashes were injected
+    internal_backlog: int = 0  # records on <app id>-nodeevents the node agent had not committed
     preload_s: float = 0.0
     preload_records: int = 0
     preload_cpu_s: float = 0.0  # the detector's CPU time during the set-up
@@ -114,7 +115,7 @@ async def _crash_under_load(d: Deployment, nodes: list[str], load: Load, sample:
         await consumer.seek_to_end(*tps)
         for tp in tps:  # resolve every position now, not while crashes arrive
             await consumer.position(tp)
-        _, applied_before = await _liveness_offsets(d)
+        _, applied_before = await _offsets(d, d.topic("liveness"))
         crashed: set[str] = set()
         stop = asyncio.Event()
         beats = asyncio.create_task(_heartbeats(producer, d, nodes, crashed, load, stop))
@@ -128,9 +129,12 @@ async def _crash_under_load(d: Deployment, nodes: list[str], load: Load, sample:
             await producer.send_and_wait(d.topic("liveness"), event, key=node.encode())
             await asyncio.sleep(load.spacing_ms / 1000)
         await listening
-        end, committed = await _liveness_offsets(d)
+        end, committed = await _offsets(d, d.topic("liveness"))
         sample.liveness_backlog = end - committed
         sample.liveness_applied = committed - applied_before
+        internal = f"{d.env()['MEDIACDR_DETECTOR_APP_ID']}-nodeevents"
+        end, committed = await _offsets(d, internal)
+        sample.internal_backlog = end - committed
         stop.set()
         sample.heartbeats_per_s = await beats
     finally:
@@ -139,14 +143,14 @@ async def _crash_under_load(d: Deployment, nodes: list[str], load: Load, sample:
     sample.undecided = load.crashes - len(sample.on_topic)
 
 
-async def _liveness_offsets(d: Deployment) -> tuple[int, int]:
-    """(records on the liveness topic, those the detector's group has committed). Faust commits
-    every few seconds, so a detector that keeps up is a few seconds' worth behind."""
+async def _offsets(d: Deployment, topic: str) -> tuple[int, int]:
+    """(records on ``topic``, those the detector's group has committed). Faust commits every few
+    seconds, so a detector that keeps up is a few seconds' worth behind."""
     group = d.env()["MEDIACDR_DETECTOR_APP_ID"]
     consumer = AIOKafkaConsumer(bootstrap_servers=d.bench.bootstrap, group_id=group)
     await consumer.start()  # never subscribes: not a member of the detector's group
     try:
-        tps = [TopicPartition(d.topic("liveness"), i) for i in range(d.bench.partitions)]
+        tps = [TopicPartition(topic, i) for i in range(d.bench.partitions)]
         ends = await consumer.end_offsets(tps)
         committed = [await consumer.committed(tp) or 0 for tp in tps]
         return sum(ends.values()), sum(committed)

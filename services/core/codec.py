@@ -57,8 +57,9 @@ def decode_json_object(raw: bytes | None) -> dict[str, Any]:
     """Parse a record value that must be one UTF-8 JSON object.
 
     Refused as well, because no output could carry them: ``NaN``/``Infinity`` and numbers too
-    large for a double (``1e400``), and ``\\udXXX`` escapes of lone surrogates (not Unicode
-    text, so not encodable as UTF-8).
+    large for a double (``1e400``), ``\\udXXX`` escapes of lone surrogates (not Unicode
+    text, so not encodable as UTF-8), and NUL characters (PostgreSQL text cannot hold them, so
+    the projection could not store the record).
     """
     if raw is None:
         raise InvalidJson("the record has no value")
@@ -71,7 +72,22 @@ def decode_json_object(raw: bytes | None) -> dict[str, Any]:
         raise InvalidJson(f"expected a JSON object, got {type(value).__name__}")
     if _SURROGATE_ESCAPE.search(text) and not _encodable(value):
         raise InvalidJson("not UTF-8 JSON: a string holds a lone surrogate (\\udXXX)")
+    if _NUL_ESCAPE.search(text) and _holds_nul(value):
+        raise InvalidJson("a string holds a NUL character (\\u0000), which SQL text refuses")
     return value
+
+
+_NUL_ESCAPE = re.compile(r"\\u0000")
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
