@@ -70,6 +70,8 @@ def decode_json_object(raw: bytes | None) -> dict[str, Any]:
         raise InvalidJson(f"not UTF-8 JSON: {e}") from e
     if not isinstance(value, dict):
         raise InvalidJson(f"expected a JSON object, got {type(value).__name__}")
+    if _deeper_than(value, MAX_DEPTH):
+        raise InvalidJson(f"nested deeper than {MAX_DEPTH} levels")
     if _SURROGATE_ESCAPE.search(text) and not _encodable(value):
         raise InvalidJson("not UTF-8 JSON: a string holds a lone surrogate (\\udXXX)")
     if _NUL_ESCAPE.search(text) and _holds_nul(value):
@@ -78,6 +80,22 @@ def decode_json_object(raw: bytes | None) -> dict[str, Any]:
 
 
 _NUL_ESCAPE = re.compile(r"\\u0000")
+#: No OpenVidu event nests beyond a few levels; a fixed bound makes the answer the same in every
+#: process (the parser's own limit is the interpreter's recursion limit, which varies).
+MAX_DEPTH = 64
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
 
 
 def _holds_nul(value: Any) -> bool:

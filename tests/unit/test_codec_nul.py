@@ -25,3 +25,13 @@ def test_a_nul_character_is_refused(raw: bytes) -> None:
 
 def test_an_escaped_backslash_before_u0000_is_plain_text() -> None:
     assert decode_json_object(b'{"path": "C:\\\\u0000"}') == {"path": "C:\\u0000"}
+
+
+def test_nesting_deeper_than_the_fixed_bound_is_refused_the_same_everywhere() -> None:
+    from services.core.codec import MAX_DEPTH
+
+    shallow = '{"a":' * (MAX_DEPTH - 1) + "1" + "}" * (MAX_DEPTH - 1)
+    deep = '{"a":' * (MAX_DEPTH + 1) + "1" + "}" * (MAX_DEPTH + 1)
+    assert decode_json_object(shallow.encode())
+    with pytest.raises(InvalidJson, match="deeper"):
+        decode_json_object(deep.encode())
