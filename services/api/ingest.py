@@ -51,6 +51,8 @@ def check_openvidu(
     except RejectedInput as e:
         return Refused(e.code, e.detail)
     event = body.get("event")
+    if not isinstance(event, str):  # a list or object is not an event name (nor hashable)
+        return Refused("unknownEvent", f"{event!r} is not an event name")
     if event in OWN_EVENTS:
         return Counted(str(event))
     if event == "mediaNodeStatusChanged":
@@ -85,7 +87,7 @@ def _checked(
     kind: Literal["session", "liveness"] = "session" if role == "sessions" else "liveness"
     known = SESSION_EVENTS if kind == "session" else LIVENESS_EVENTS
     event = body.get("event")
-    if event not in known:
+    if not isinstance(event, str) or event not in known:
         return Refused("unknownEvent", f"{event!r} is not a {kind} event")
     key_field = "sessionId" if kind == "session" else "id"
     key = body.get(key_field)
