@@ -70,7 +70,7 @@ from services.core.projection import (
 from services.store import models
 from services.store import positions as positions_store
 from services.store.positions import Position, dialect_insert
-from services.store.recoveries import link_crashes_read_late
+from services.store.recoveries import link_crashes_read_late, record_link
 
 __all__ = ["PROJECTION_TABLES", "AppliedBatch", "Position", "ProjectionStore"]
 
@@ -196,16 +196,7 @@ class ProjectionStore:
             )
             candidates = [Candidate(*row) for row in waiting]
             for link in link_recoveries(candidates, creations, self.recovery_window):
-                conn.execute(
-                    update(t)
-                    .where(t.c.old_unique_session_id == link.old_unique_session_id)
-                    .values(
-                        new_unique_session_id=link.new_unique_session_id,
-                        to_node=link.to_node,
-                        recovered_at=link.recovered_at,
-                        time_to_recover_ms=link.time_to_recover_ms,
-                    )
-                )
+                record_link(conn, link)
         late = link_crashes_read_late(conn, records, self.recovery_window)
         joins = [j for j in joins if j.unique_session_id not in late]  # counted when linked
         if joins:

@@ -18,10 +18,27 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, func, select, update
 
-from services.core.projection import Candidate, Creation, ProjectedRecord, link_recoveries
+from services.core.projection import Candidate, Creation, Link, ProjectedRecord, link_recoveries
 from services.store import models
 
-__all__ = ["link_crashes_read_late"]
+__all__ = ["link_crashes_read_late", "record_link"]
+
+
+def record_link(conn: Connection, link: Link, participants_returned: int | None = None) -> None:
+    """Write ``link`` into its crashed incarnation's row, with the participants already counted
+    when given (a crash read late); otherwise the count is left for the joins to add."""
+    t = models.session_recoveries
+    values: dict[str, object] = {
+        "new_unique_session_id": link.new_unique_session_id,
+        "to_node": link.to_node,
+        "recovered_at": link.recovered_at,
+        "time_to_recover_ms": link.time_to_recover_ms,
+    }
+    if participants_returned is not None:
+        values["participants_returned"] = participants_returned
+    conn.execute(
+        update(t).where(t.c.old_unique_session_id == link.old_unique_session_id).values(values)
+    )
 
 
 def link_crashes_read_late(
@@ -70,16 +87,6 @@ def link_crashes_read_late(
                 p.c.unique_session_id == link.new_unique_session_id, p.c.joined_at <= until
             )
         ).scalar_one()
-        conn.execute(
-            update(t)
-            .where(t.c.old_unique_session_id == link.old_unique_session_id)
-            .values(
-                new_unique_session_id=link.new_unique_session_id,
-                to_node=link.to_node,
-                recovered_at=link.recovered_at,
-                time_to_recover_ms=link.time_to_recover_ms,
-                participants_returned=returned,
-            )
-        )
+        record_link(conn, link, participants_returned=returned)
         linked.add(link.new_unique_session_id)
     return linked
