@@ -31,15 +31,16 @@ from services.core import codec
 from services.core.errors import ConfigurationError, InvalidJson
 from services.core.redaction import Redaction
 from services.kafka_clients import Connection, new_producer
-from services.ops.tail import topic_partitions
+from services.ops.tail import TailedRecord, topic_partitions
 from services.readers import started_reader
 
 __all__ = [
     "BACKUP_FORMAT",
-    "BackupRecord",
     "RestoreReport",
     "backup_topic",
+    "parse_record_line",
     "read_backup",
+    "record_line",
     "redacting",
     "restore_topic",
 ]
@@ -48,33 +49,26 @@ BACKUP_FORMAT = "mediacdr-topic-backup"
 _VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
-class BackupRecord:
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
+def record_line(record: TailedRecord) -> str:
+    """One record of a backup file (without the line end)."""
+    doc = {
+        "p": record.partition,
+        "o": record.offset,
+        "t": record.timestamp_ms,
+        "k": _b64(record.key),
+        "v": _b64(record.value),
+        "h": [[name, _b64(value)] for name, value in record.headers],
+    }
+    return json.dumps(doc, separators=(",", ":"))
 
-    def to_line(self) -> str:
-        doc = {
-            "p": self.partition,
-            "o": self.offset,
-            "t": self.timestamp_ms,
-            "k": _b64(self.key),
-            "v": _b64(self.value),
-            "h": [[name, _b64(value)] for name, value in self.headers],
-        }
-        return json.dumps(doc, separators=(",", ":"))
 
-    @classmethod
-    def from_line(cls, line: str) -> BackupRecord:
-        doc = json.loads(line)
-        headers = [(str(name), _unb64(value) or b"") for name, value in doc["h"]]
-        return cls(
-            int(doc["p"]), int(doc["o"]), int(doc["t"]), _unb64(doc["k"]), _unb64(doc["v"]), headers
-        )
+def parse_record_line(line: str) -> TailedRecord:
+    """The record of one line of a backup file (:func:`record_line` read back)."""
+    doc = json.loads(line)
+    headers = [(str(name), _unb64(value) or b"") for name, value in doc["h"]]
+    return TailedRecord(
+        int(doc["p"]), int(doc["o"]), int(doc["t"]), _unb64(doc["k"]), _unb64(doc["v"]), headers
+    )
 
 
 def _b64(raw: bytes | None) -> str | None:
@@ -115,21 +109,19 @@ async def _copy_partition(consumer: Any, tp: TopicPartition, end: int, out: IO[s
         for r in batch.get(tp, []):
             if r.offset >= end:
                 break
-            headers = [(str(k), bytes(v)) for k, v in r.headers]
-            record = BackupRecord(r.partition, r.offset, r.timestamp, r.key, r.value, headers)
-            out.write(record.to_line() + "\n")
+            out.write(record_line(TailedRecord.of(r)) + "\n")
             written += 1
         position = await consumer.position(tp)
     return written
 
 
-def read_backup(lines: Iterable[str]) -> tuple[dict[str, Any], Iterator[BackupRecord]]:
+def read_backup(lines: Iterable[str]) -> tuple[dict[str, Any], Iterator[TailedRecord]]:
     """The header of a backup file and its records (lazily)."""
     it = iter(lines)
     header = json.loads(next(it))
     if header.get("format") != BACKUP_FORMAT or header.get("version") != _VERSION:
         raise ConfigurationError(f"not a {BACKUP_FORMAT} v{_VERSION} file: {header}")
-    return header, (BackupRecord.from_line(line) for line in it if line.strip())
+    return header, (parse_record_line(line) for line in it if line.strip())
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +133,11 @@ class RestoreReport:
     moved: int
 
 
-def redacting(redaction: Redaction) -> Callable[[BackupRecord], BackupRecord | None]:
+def redacting(redaction: Redaction) -> Callable[[TailedRecord], TailedRecord | None]:
     """A ``transform`` for :func:`restore_topic`: the record with its personal fields blanked,
     or ``None`` when it keeps them. Its ``ce_id`` header stays: it is the same event."""
 
-    def transform(record: BackupRecord) -> BackupRecord | None:
+    def transform(record: TailedRecord) -> TailedRecord | None:
         try:
             body = codec.decode_json_object(record.value)
         except InvalidJson:
@@ -163,7 +155,7 @@ async def restore_topic(
     topic: str,
     lines: Iterable[str],
     on_written: Callable[[int], None] = lambda _n: None,
-    transform: Callable[[BackupRecord], BackupRecord | None] = lambda _r: None,
+    transform: Callable[[TailedRecord], TailedRecord | None] = lambda _r: None,
 ) -> RestoreReport:
     """Write a backup's records into ``topic`` (empty, same partition count); ``transform`` may
     replace a record (``None``: keep it)."""

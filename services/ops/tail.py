@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import TopicPartition
 
@@ -22,6 +23,18 @@ class TailedRecord:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
+
+    @classmethod
+    def of(cls, record: Any) -> TailedRecord:
+        """The fields kept of a record as aiokafka's consumer returns it."""
+        return cls(
+            record.partition,
+            record.offset,
+            record.timestamp,
+            record.key,
+            record.value,
+            list(record.headers),
+        )
 
 
 async def read_topic(
@@ -47,9 +60,7 @@ async def read_topic(
                 break
             for tp, records in batch.items():
                 for r in records:
-                    yield TailedRecord(
-                        r.partition, r.offset, r.timestamp, r.key, r.value, list(r.headers)
-                    )
+                    yield TailedRecord.of(r)
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
     finally:
@@ -86,9 +97,7 @@ async def collect(
             batch = await consumer.getmany(timeout_ms=int(min(left, 1.0) * 1000))
             for records in batch.values():
                 for r in records:
-                    record = TailedRecord(
-                        r.partition, r.offset, r.timestamp, r.key, r.value, list(r.headers)
-                    )
+                    record = TailedRecord.of(r)
                     if predicate(record):
                         matched.append(record)
     finally:
