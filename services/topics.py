@@ -8,6 +8,8 @@ existing topic with another count is reported, never altered.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,31 +68,40 @@ def contract_topics(settings: KafkaSettings) -> list[TopicSpec]:
 async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec] | None = None) -> list[str]:
     """Create the missing topics; returns the names created. Idempotent."""
     wanted = specs if specs is not None else contract_topics(settings)
+    async with _started_admin(settings) as admin:
+        try:
+            existing = await _partition_counts(admin)
+            _check_partitions(wanted, existing)
+            missing = [s for s in wanted if s.name not in existing]
+            if missing:
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            s.name,
+                            s.partitions,
+                            settings.replication_factor,
+                            topic_configs=s.config,
+                        )
+                        for s in missing
+                    ]
+                )
+                await _wait_until_led(admin, [s.name for s in missing])
+            return [s.name for s in missing]
+        except KafkaError as e:
+            raise BrokerUnavailable(f"creating topics on {settings.kafka_bootstrap}: {e}") from e
+
+
+@asynccontextmanager
+async def _started_admin(settings: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client, closed on exit; a broker that cannot be reached is
+    ``BrokerUnavailable``."""
     admin = new_admin(settings)
     try:
         await admin.start()
     except KafkaError as e:
         raise BrokerUnavailable(f"Kafka at {settings.kafka_bootstrap}: {e}") from e
     try:
-        existing = await _partition_counts(admin)
-        _check_partitions(wanted, existing)
-        missing = [s for s in wanted if s.name not in existing]
-        if missing:
-            await admin.create_topics(
-                [
-                    NewTopic(
-                        s.name,
-                        s.partitions,
-                        settings.replication_factor,
-                        topic_configs=s.config,
-                    )
-                    for s in missing
-                ]
-            )
-            await _wait_until_led(admin, [s.name for s in missing])
-        return [s.name for s in missing]
-    except KafkaError as e:
-        raise BrokerUnavailable(f"creating topics on {settings.kafka_bootstrap}: {e}") from e
+        yield admin
     finally:
         await admin.close()
 
@@ -146,20 +157,14 @@ class TopicState:
 
 async def describe_topics(settings: KafkaSettings, names: list[str]) -> list[TopicState]:
     """Each topic's partitions, replication and ``DESCRIBED_CONFIGS`` (defaults included)."""
-    admin = new_admin(settings)
-    try:
-        await admin.start()
-    except KafkaError as e:
-        raise BrokerUnavailable(f"Kafka at {settings.kafka_bootstrap}: {e}") from e
-    try:
-        existing = set(await admin.list_topics())
-        present = [n for n in names if n in existing]
-        described = await admin.describe_topics(present) if present else []
-        configs = await _topic_configs(admin, present)
-    except KafkaError as e:
-        raise BrokerUnavailable(f"describing topics on {settings.kafka_bootstrap}: {e}") from e
-    finally:
-        await admin.close()
+    async with _started_admin(settings) as admin:
+        try:
+            existing = set(await admin.list_topics())
+            present = [n for n in names if n in existing]
+            described = await admin.describe_topics(present) if present else []
+            configs = await _topic_configs(admin, present)
+        except KafkaError as e:
+            raise BrokerUnavailable(f"describing topics on {settings.kafka_bootstrap}: {e}") from e
     layout = {d["topic"]: d["partitions"] for d in described}
     states = []
     for name in names:
