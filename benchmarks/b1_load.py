@@ -6,31 +6,27 @@ See the method in ``b1_latency``'s docstring.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from benchmarks.cluster import (
-    bring_up,
     cpu_seconds,
     live_sessions,
-    parse_ce_time,
+    node_crashed_times,
+    preload,
     profiled,
-    setup_timeout,
-    wait_for_total,
+    seek_to_cdr_end,
     wall_ms,
 )
-from benchmarks.infra import Bench, Deployment, produce
+from benchmarks.infra import Bench, Deployment
 from services.simulator import payloads as p
 
 __all__ = ["Load", "Sample", "measure"]
 
-LATENESS_MS = 100  # the detector's default MEDIACDR_ALLOWED_LATENESS_MS
 WARM_UP_S = 5.0  # heartbeats alone before the first crash
 GIVE_UP_S = 60.0  # a crash not on the topic this long after the last disconnection is undecided
 SLOTS = 100  # the heartbeat loop wakes every 1/SLOTS of a heartbeat period
@@ -81,20 +77,11 @@ def measure(bench: Bench, load: Load) -> Sample:
     sample = Sample(preload_records=len(sessions))
     with d.service("detector", log_name="detector-b1load") as process:
         try:
-            bring_up(d, nodes, t0)
-            started, cpu = time.monotonic(), cpu_seconds(process.pid)
-            produce(bench.bootstrap, sessions)
-            timeout = setup_timeout(len(sessions))
-            asyncio.run(
-                wait_for_total(
-                    bench.bootstrap, d.topic("cdr"), bench.partitions, len(sessions), timeout
-                )
-            )
+            loaded = preload(d, process.pid, nodes, t0, sessions)
         except TimeoutError as e:
             sample.stalled, sample.undecided = f"set-up: {e}", load.crashes
             return sample
-        sample.preload_s = time.monotonic() - started
-        sample.preload_cpu_s = cpu_seconds(process.pid) - cpu
+        sample.preload_s, sample.preload_cpu_s = loaded.seconds, loaded.cpu_s
         cpu, started = cpu_seconds(process.pid), time.monotonic()
         with profiled(process.pid, "b1-load-detector"):
             asyncio.run(_crash_under_load(d, nodes, load, sample))
@@ -110,11 +97,7 @@ async def _crash_under_load(d: Deployment, nodes: list[str], load: Load, sample:
     await consumer.start()
     await producer.start()
     try:
-        tps = [TopicPartition(d.topic("cdr"), i) for i in range(d.bench.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:  # resolve every position now, not while crashes arrive
-            await consumer.position(tp)
+        await seek_to_cdr_end(consumer, d)
         _, applied_before = await _offsets(d, d.topic("liveness"))
         crashed: set[str] = set()
         stop = asyncio.Event()
@@ -198,9 +181,9 @@ async def _listen(
         arrived = time.time() * 1000
         for records in batch.values():
             for r in records:
-                headers: dict[str, Any] = dict(r.headers)
-                if headers.get("ce_type") != b"nodeCrashed":
+                times = node_crashed_times(r)
+                if times is None:
                     continue
-                due = json.loads(r.value)["timestamp"] + LATENESS_MS
+                due, decided = times
                 sample.on_topic.append(arrived - due)
-                sample.decided.append(parse_ce_time(headers["ce_decidedat"]) - due)
+                sample.decided.append(decided - due)

@@ -10,6 +10,7 @@ and everything stamped with the wall clock, which `mediacdr simulate --mode max`
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -17,8 +18,10 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -26,19 +29,25 @@ from benchmarks.infra import Deployment, Record, produce
 from services.simulator import payloads as p
 
 __all__ = [
+    "LATENESS_MS",
+    "Preload",
     "bring_up",
     "cascade_size",
     "connect_nodes",
     "cpu_seconds",
     "end_total",
     "live_sessions",
+    "node_crashed_times",
     "parse_ce_time",
+    "preload",
     "profiled",
+    "seek_to_cdr_end",
     "setup_timeout",
     "wait_for_total",
     "wall_ms",
 ]
 
+LATENESS_MS = 100  # the detector's default MEDIACDR_ALLOWED_LATENESS_MS
 
 #: The slowest detector a set-up waits for, in input events per second (B2 measured 1.2k/s on
 #: a quiet machine); below it the benchmark reports the run as stalled instead of waiting on.
@@ -80,6 +89,30 @@ def bring_up(d: Deployment, nodes: list[str], ts: int) -> None:
     bench = d.bench
     wait = wait_for_total(bench.bootstrap, d.topic("nodes"), bench.partitions, len(nodes), 300)
     asyncio.run(wait)
+
+
+@dataclass(frozen=True)
+class Preload:
+    """How long the detector took to copy the live sessions to the CDR, and its CPU time then."""
+
+    seconds: float
+    cpu_s: float
+
+
+def preload(
+    d: Deployment, detector_pid: int, nodes: list[str], t0: int, records: list[Record]
+) -> Preload:
+    """Bring ``nodes`` up, then write ``records`` (from :func:`live_sessions`) and wait for every
+    CDR copy; raises ``TimeoutError`` when the detector is slower than ``setup_timeout``."""
+    bring_up(d, nodes, t0)
+    bench = d.bench
+    started, cpu = time.monotonic(), cpu_seconds(detector_pid)
+    produce(bench.bootstrap, records)
+    timeout = setup_timeout(len(records))
+    asyncio.run(
+        wait_for_total(bench.bootstrap, d.topic("cdr"), bench.partitions, len(records), timeout)
+    )
+    return Preload(time.monotonic() - started, cpu_seconds(detector_pid) - cpu)
 
 
 def _session(
@@ -136,6 +169,26 @@ def cascade_size(sessions: int, participants: int, *, media: bool) -> int:
 async def end_total(consumer: AIOKafkaConsumer, topic: str, partitions: int) -> int:
     tps = [TopicPartition(topic, i) for i in range(partitions)]
     return sum((await consumer.end_offsets(tps)).values())
+
+
+async def seek_to_cdr_end(consumer: AIOKafkaConsumer, d: Deployment) -> None:
+    """Assign ``consumer`` every CDR partition at its end, positions resolved now (not while the
+    records to time arrive)."""
+    tps = [TopicPartition(d.topic("cdr"), i) for i in range(d.bench.partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    for tp in tps:
+        await consumer.position(tp)
+
+
+def node_crashed_times(record: Any) -> tuple[int, int] | None:
+    """Of a ``nodeCrashed`` CDR record: its deadline + allowed lateness, and its ``ce_decidedat``
+    (epoch ms); ``None`` for any other record."""
+    headers: dict[str, Any] = dict(record.headers)
+    if headers.get("ce_type") != b"nodeCrashed":
+        return None
+    due = int(json.loads(record.value)["timestamp"]) + LATENESS_MS
+    return due, parse_ce_time(headers["ce_decidedat"])
 
 
 async def wait_for_total(
