@@ -16,7 +16,7 @@ find heads, for two costs:
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
@@ -78,8 +78,9 @@ class Due:
     body: bytes
     attempts: int
     url: str
-    secret: str | None
-    headers: list[str]
+    #: Out of repr(): a delivery may be logged or shown in a traceback.
+    secret: str | None = field(repr=False)
+    headers: list[str] = field(repr=False)  # may carry credentials (Authorization: …)
 
 
 @dataclass(frozen=True, slots=True)

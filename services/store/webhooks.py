@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,8 +49,9 @@ class UnknownSubscription(LookupError):
 class Subscription:
     id: str
     url: str
-    secret: str | None
-    headers: list[str]
+    #: Out of repr(): a subscription may be logged or shown in a traceback.
+    secret: str | None = field(repr=False)
+    headers: list[str] = field(repr=False)  # may carry credentials (Authorization: …)
     events: list[str] | None
     enabled: bool
     disabled_reason: str | None
