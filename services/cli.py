@@ -566,7 +566,6 @@ def webhooks(ctx: click.Context, loglevel: str) -> None:
     from services.webhooks.service import run_webhooks
 
     logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     try:
         run_webhooks(WebhookSettings())
     except (MediaCdrError, ValueError) as e:
