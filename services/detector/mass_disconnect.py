@@ -45,7 +45,7 @@ from services.core.rules.mass_disconnect import (
 from services.core.rules.outputs import Emit
 from services.detector import metrics
 from services.detector.output import Output, OutputBuilder
-from services.detector.sources import raw_headers, source_of
+from services.detector.sources import raw_headers, raw_topic, source_of
 from services.topics import TopicSpec
 
 __all__ = [
@@ -111,23 +111,15 @@ class MassDisconnectWiring:
         )
         self.watch = MassDisconnectWatch(policy, s.partitions)
         self.ready_generation: int | None = None
-        self.facts = self._raw_topic(s.topic_nodes)
-        self.deadletter = self._raw_topic(s.topic_deadletter)
-        self.gathered = self._raw_topic(mass_disconnect_topic_name(s), partitions=1, internal=True)
+        self.facts = raw_topic(self.app, s.topic_nodes)
+        self.deadletter = raw_topic(self.app, s.topic_deadletter)
+        self.gathered = raw_topic(
+            self.app, mass_disconnect_topic_name(s), partitions=1, internal=True
+        )
         app.on_rebalance_complete.connect(self._on_tables_restored)  # type: ignore[arg-type]
         app.agent(self.facts, name="mass-disconnect-feed")(self._feed)
         app.agent(self.gathered, name="mass-disconnect")(self._judge)
         app.timer(REPORT_INTERVAL_S)(self._report)
-
-    def _raw_topic(self, name: str, **kwargs: Any) -> Any:
-        return self.app.topic(
-            name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            **kwargs,
-        )
 
     async def _gather(self, doc: dict[str, Any]) -> None:
         value = json.dumps(doc, separators=(",", ":")).encode()

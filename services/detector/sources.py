@@ -1,4 +1,4 @@
-"""Reading what a Faust event knows about the record it came from."""
+"""Raw-bytes Faust topics, and reading what a Faust event knows about the record it came from."""
 
 from __future__ import annotations
 
@@ -6,7 +6,19 @@ from typing import Any
 
 from services.core.deadletter import SourcePosition
 
-__all__ = ["raw_headers", "source_of"]
+__all__ = ["raw_headers", "raw_topic", "source_of"]
+
+
+def raw_topic(app: Any, name: str, **kwargs: Any) -> Any:
+    """A topic of the app whose keys and values are bytes, untouched by Faust's codecs."""
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        **kwargs,
+    )
 
 
 def source_of(event: Any) -> SourcePosition:
