@@ -61,7 +61,7 @@ def machine() -> dict[str, str]:
         "kafka": "4.1.1 (single-node KRaft, local, from Maven Central jars)",
         "libraries": ", ".join(
             f"{name} {version(name)}"
-            for name in ("faust-streaming", "aiokafka", "sqlalchemy", "psycopg", "httpx", "aiohttp")
+            for name in ("faust-streaming", "aiokafka", "sqlalchemy", "psycopg", "aiohttp")
         ),
     }
 

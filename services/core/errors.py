@@ -1,7 +1,7 @@
 """One error tree for mediacdr.
 
 Every error the project raises on purpose derives from :class:`MediaCdrError`. Driver errors
-(aiokafka, SQLAlchemy, httpx) are translated at the adapter boundary with ``raise … from e``.
+(aiokafka, SQLAlchemy, aiohttp) are translated at the adapter boundary with ``raise … from e``.
 ``retriable`` tells a caller whether trying the same thing again may succeed.
 
 ::
