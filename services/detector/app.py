@@ -52,7 +52,7 @@ from services.detector.offsets import BrokerOffsets
 from services.detector.output import Output as Record
 from services.detector.output import OutputBuilder
 from services.detector.routing import bind, node_partition, prunable, route_session
-from services.detector.sources import raw_headers, source_of
+from services.detector.sources import raw_headers, raw_topic, source_of
 from services.detector.table_store import DELETED, TableRulesStore, write_durably
 from services.kafka_clients import faust_options
 from services.observability import Heartbeat, LagReporter
@@ -130,13 +130,13 @@ class Detector:
     def wire(self) -> None:
         app, s = self.app, self.settings
         self.builder = OutputBuilder(s)
-        self.liveness = self._raw_topic(s.topic_liveness)
-        self.sessions = self._raw_topic(s.topic_sessions)
-        self.internal = self._raw_topic(
-            internal_topic_name(s), partitions=s.partitions, internal=True
+        self.liveness = raw_topic(self.app, s.topic_liveness)
+        self.sessions = raw_topic(self.app, s.topic_sessions)
+        self.internal = raw_topic(
+            self.app, internal_topic_name(s), partitions=s.partitions, internal=True
         )
         self.outputs = {
-            name: self._raw_topic(name)
+            name: raw_topic(self.app, name)
             for name in (s.topic_cdr, s.topic_nodes, s.topic_notifications, s.topic_deadletter)
         }
         self.routes = app.Table(
@@ -167,16 +167,6 @@ class Detector:
         app.timer(MARK_INTERVAL_S)(self._tick)
         self.offsets = BrokerOffsets(s, s.detector_app_id)
         wire_mass_disconnect(app, s, nodes=nodes, node_topic=internal_topic_name(s))
-
-    def _raw_topic(self, name: str, **kwargs: Any) -> Any:
-        return self.app.topic(
-            name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            **kwargs,
-        )
 
     def _send(self, record: Record) -> Awaitable[Any]:
         """Hand one record to the producer; the result resolves when the broker has it."""
@@ -292,6 +282,7 @@ class Detector:
         generation = self.app.consumer_generation_id
         if generation != self.progress_generation:
             self.progress_generation = generation
+            self.outage.reassigned(time.monotonic())
             owned = self.app.consumer.assignment()
             self.progress = {tp: p for tp, p in self.progress.items() if tp in owned}
 
@@ -358,19 +349,22 @@ class Detector:
         roles = {self.settings.topic_liveness: "liveness", self.settings.topic_sessions: "sessions"}
         owned = [tp for tp in consumer.assignment() if tp.topic in roles]
         report_lag = self.lag.due()
-        if not owned:
-            if report_lag:
-                self.lag.set({})
-            return
         self._reset_progress_after_rebalance()
         wall_ms = int(time.time() * 1000)
         asked_at = time.monotonic()
+        # Asked even when this worker owns nothing (e.g. while an outage holds up its group):
+        # the answer, or its absence, is how the outage guard sees the broker.
+        asked = [(tp.topic, tp.partition) for tp in owned] or [(self.settings.topic_liveness, 0)]
         try:
-            ends = await self.offsets.ends((tp.topic, tp.partition) for tp in owned)
+            ends = await self.offsets.ends(asked)
         except Exception:
             self.outage.failed(asked_at)
             raise
         trust_wall_clock = self._trust_wall_clock(asked_at, time.monotonic())
+        if not owned:
+            if report_lag:
+                self.lag.set({})
+            return
         marks: dict[str, int] = {}
         lags: dict[tuple[str, int], int] = {}
         for tp in owned:

@@ -129,7 +129,9 @@ class OutageGuard:
     unreachable — and so, most likely, were the producers, who deliver what they held once it
     is back. For ``settle_s`` after such an outage, marks follow the event time of forwarded
     records only; otherwise a deadline could be decided ahead of a reconnection held up by the
-    outage. (A pause of the worker itself, e.g. a rebalance, is not an outage.)
+    outage. (A pause of the worker itself, e.g. a rebalance, is not an outage.) An outage often
+    costs the worker its group membership too, and it gets its partitions back only some time
+    after the broker: partitions assigned while settling settle for ``settle_s`` from then.
     """
 
     gap_s: float
@@ -153,6 +155,11 @@ class OutageGuard:
         if outage is not None:
             self.settle_until = now + self.settle_s
         return outage
+
+    def reassigned(self, now: float) -> None:
+        """The worker was given its partitions (again) at ``now``."""
+        if self.failing_since is not None or now < self.settle_until:
+            self.settle_until = now + self.settle_s
 
     def trust_wall_clock(self, now: float) -> bool:
         return now >= self.settle_until

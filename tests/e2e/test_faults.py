@@ -89,6 +89,16 @@ def test_broker_restart(infra: Infra, tmp_path: Path) -> None:
     run_with_fault(infra, tmp_path, inject)
 
 
+def test_broker_down_longer_than_the_group_session(infra: Infra, tmp_path: Path) -> None:
+    # 20 s > the detector's 10 s group session: the worker loses its partitions during the
+    # outage, so the outage must be seen by something other than its end-offset requests.
+    def inject(lab: Lab, _load: Load) -> None:
+        lab.sleep(lab.rng.uniform(3, 6))
+        lab.restart_broker(down_s=20)
+
+    run_with_fault(infra, tmp_path, inject)
+
+
 def test_postgresql_stopped_for_30_s(infra: Infra, tmp_path: Path) -> None:
     def inject(lab: Lab, _load: Load) -> None:
         lab.sleep(lab.rng.uniform(2, 6))

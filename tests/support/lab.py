@@ -208,9 +208,11 @@ class Lab:
         self.sleep(down_s)
         self.services[name].start()
 
-    def restart_broker(self) -> None:
+    def restart_broker(self, down_s: float = 0.0) -> None:
+        """Stop the broker, keep it down ``down_s`` more seconds, start it again."""
         began = time.monotonic()
         self.infra.broker.stop()
+        self.sleep(down_s)
         self.infra.broker.start()
         self.log(f"broker restarted (down {time.monotonic() - began:.1f} s)")
 

@@ -115,6 +115,23 @@ def test_a_slow_tick_of_the_worker_is_not_an_outage() -> None:
     assert guard.trust_wall_clock(320.02)
 
 
+def test_partitions_given_back_while_settling_settle_from_then() -> None:
+    guard = OutageGuard(gap_s=2.0, settle_s=10.0)
+    guard.failed(400.0)
+    guard.reassigned(405.0)  # the group rebalanced during the outage
+    assert guard.answered(419.0, 420.0) == pytest.approx(20.0)
+    guard.reassigned(428.0)  # the worker rejoined its group 8 s after the broker came back
+    assert not guard.trust_wall_clock(437.0)
+    assert guard.trust_wall_clock(438.0)
+
+
+def test_a_rebalance_without_an_outage_does_not_settle() -> None:
+    guard = OutageGuard(gap_s=2.0, settle_s=10.0)
+    assert guard.answered(500.0, 500.01) is None
+    guard.reassigned(501.0)
+    assert guard.trust_wall_clock(501.0)
+
+
 def test_without_the_wall_clock_a_caught_up_partition_vouches_only_for_its_records() -> None:
     progress = PartitionProgress()
     progress.forwarded(9, 5_000)
