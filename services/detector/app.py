@@ -14,7 +14,7 @@ emitted; the mark timer's completed ticks are the worker's ``/health`` heartbeat
 
 Routers and the node agent work in batches: a router takes up to ``ROUTE_BATCH_MAX`` input
 records (waiting at most ``ROUTE_BATCH_WITHIN_S``) and forwards them as one internal record per
-internal partition; the node agent applies a whole internal record, sends every output, waits
+internal partition; the node agent applies several internal records, sends every output, waits
 for the broker to acknowledge them, and only then writes the state that accounts for them. Forwards
 are sent before the router's progress moves, so they precede the marks that vouch for them on
 every internal partition. Faust flushes the producer before it commits offsets, so processing is
@@ -74,6 +74,11 @@ MARK_INTERVAL_S = 0.05
 ROUTE_BATCH_MAX = 1000
 #: … and waits at most this long for them (the latency a quiet cluster's events pay)
 ROUTE_BATCH_WITHIN_S = 0.005
+#: the node agent applies up to this many internal records (batches and marks) at once, then
+#: sends their outputs and writes their state with one wait for the broker …
+NODE_BATCH_MAX = 200
+#: … gathering them for at most this long
+NODE_BATCH_WITHIN_S = 0.002
 #: how often ended session routes are checked against the committed offsets
 PRUNE_INTERVAL_S = 10.0
 #: an end-offset request that takes this long (or fails) = the broker was unreachable
@@ -392,37 +397,45 @@ class Detector:
     # -- node agent -----------------------------------------------------------------------
 
     async def _node_agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            partition = event.message.partition
-            self.store.partition = partition
-            doc = json.loads(event.value)
-            if doc.get("kind") == MARK_KIND:
-                await self._on_mark(partition, decode_mark(doc))
-                continue
-            self._ensure_timers(partition)
+        async for events in stream.take_events(NODE_BATCH_MAX, within=NODE_BATCH_WITHIN_S):
             outputs: list[Output] = []
-            for envelope, ref in decode_batch(doc, event.key):
-                item = Input(
-                    envelope.kind,
-                    envelope.payload(),
-                    envelope.source.partition,
-                    envelope.source.offset,
-                    ref,
-                )
-                if envelope.kind == "liveness":
-                    outputs += self.engine.on_liveness(envelope.node, item)
-                else:
-                    outputs += self.engine.on_session(envelope.node, item)
+            for event in events:
+                outputs += self._apply(event)
             await self._commit(outputs)
 
-    async def _on_mark(self, partition: int, marks: dict[str, int]) -> None:
+    def _apply(self, event: Any) -> list[Output]:
+        """The outputs of one internal record: a mark, or a batch of routed inputs."""
+        partition = event.message.partition
+        self.store.partition = partition
+        doc = json.loads(event.value)
+        if doc.get("kind") == MARK_KIND:
+            return self._on_mark(partition, decode_mark(doc))
+        self._ensure_timers(partition)
+        outputs: list[Output] = []
+        for envelope, ref in decode_batch(doc, event.key):
+            item = Input(
+                envelope.kind,
+                envelope.payload(),
+                envelope.source.partition,
+                envelope.source.offset,
+                ref,
+            )
+            if envelope.kind == "liveness":
+                outputs += self.engine.on_liveness(envelope.node, item)
+            else:
+                outputs += self.engine.on_session(envelope.node, item)
+        return outputs
+
+    def _on_mark(self, partition: int, marks: dict[str, int]) -> list[Output]:
         watermarks = self.watermarks.setdefault(partition, Watermarks(self.settings.partitions))
         watermarks.update(marks)
         self._ensure_timers(partition)
+        outputs: list[Output] = []
         for node_id, due in sorted(self.store.timers.get(partition, {}).items()):
             watermark = watermarks.for_node(self.store.liveness_partitions.get(node_id))
             if watermark is not None and due <= watermark:
-                await self._commit(self.engine.advance(node_id, watermark))
+                outputs += self.engine.advance(node_id, watermark)
+        return outputs
 
     async def _on_tables_restored(
         self, sender: Any, *args: Any, signal: Any, **kwargs: Any

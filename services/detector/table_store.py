@@ -25,6 +25,10 @@ DELETED = object()
 RowWriter = Callable[[MutableMapping[str, Any], str, Any, int | None], Awaitable[Any]]
 
 
+#: a changed row not yet written (``DELETED`` for a removal), with its internal partition
+Dirty = tuple[Any, int | None]
+
+
 def write_durably(table: Any, key: str, row: Any, partition: int | None) -> Awaitable[Any]:
     """A Faust table write whose changelog record can be awaited.
 
@@ -79,33 +83,35 @@ class TableRulesStore:
         self.liveness_partitions: dict[str, int | None] = {}
         #: nodes in their grace window → their internal partition (``mediacdr_open_incidents``)
         self.in_grace: dict[str, int | None] = {}
-        self._dirty_nodes: dict[str, Any] = {}
-        self._dirty_sessions: dict[str, Any] = {}
+        self._dirty_nodes: dict[str, Dirty] = {}
+        self._dirty_sessions: dict[str, Dirty] = {}
 
     # -- RulesStore -------------------------------------------------------------------------
 
     def get_node(self, node_id: str) -> NodeState | None:
-        row = self._dirty_nodes.get(node_id) or self.nodes.get(node_id)
+        dirty = self._dirty_nodes.get(node_id)
+        row = dirty[0] if dirty else self.nodes.get(node_id)
         return NodeState.from_row(row) if row else None
 
     def put_node(self, node: NodeState) -> None:
         node.home_partition = self.partition
-        self._dirty_nodes[node.id] = node.to_row()
+        self._dirty_nodes[node.id] = (node.to_row(), self.partition)
         self._remember(node)
 
     def get_session(self, node_id: str, session_id: str) -> SessionState | None:
         key = session_key(node_id, session_id)
-        row = self._dirty_sessions.get(key, None)
+        dirty = self._dirty_sessions.get(key)
+        row = dirty[0] if dirty else self.sessions.get(key)
         if row is DELETED:
             return None
-        row = row or self.sessions.get(key)
         return SessionState.from_row(row) if row else None
 
     def put_session(self, session: SessionState) -> None:
-        self._dirty_sessions[session_key(session.node, session.session_id)] = session.to_row()
+        key = session_key(session.node, session.session_id)
+        self._dirty_sessions[key] = (session.to_row(), self.partition)
 
     def delete_session(self, node_id: str, session_id: str) -> None:
-        self._dirty_sessions[session_key(node_id, session_id)] = DELETED
+        self._dirty_sessions[session_key(node_id, session_id)] = (DELETED, self.partition)
 
     def set_timer(self, node_id: str, due: int | None) -> None:
         if self.partition is None:
@@ -123,14 +129,15 @@ class TableRulesStore:
 
     async def flush(self) -> None:
         """Write the state changed since the last flush into the tables (inside the stream):
-        the session rows, and once the broker has them, the node rows."""
+        the session rows, and once the broker has them, the node rows. Each row goes to the
+        internal partition that was being processed when it changed."""
         await self._write(self.sessions, self._dirty_sessions)
         await self._write(self.nodes, self._dirty_nodes)
 
-    async def _write(self, table: MutableMapping[str, Any], rows: dict[str, Any]) -> None:
+    async def _write(self, table: MutableMapping[str, Any], rows: dict[str, Dirty]) -> None:
         if not rows:
             return
-        written = [self.write(table, key, row, self.partition) for key, row in rows.items()]
+        written = [self.write(table, key, row, part) for key, (row, part) in rows.items()]
         rows.clear()
         await asyncio.gather(*written)
 
