@@ -51,6 +51,7 @@ from services.detector.mass_disconnect import wire_mass_disconnect
 from services.detector.offsets import BrokerOffsets
 from services.detector.output import Output as Record
 from services.detector.output import OutputBuilder
+from services.detector.positions import Rewinds, Verdict, judge, position_key
 from services.detector.routing import bind, node_partition, prunable, route_session
 from services.detector.sources import raw_headers, raw_topic, source_of
 from services.detector.table_store import DELETED, TableRulesStore, write_durably
@@ -67,7 +68,7 @@ __all__ = [
 ]
 
 INTERNAL_TOPIC_SUFFIX = "nodeevents"
-TABLES = ("session-routes", "nodes", "node-sessions")
+TABLES = ("session-routes", "nodes", "node-sessions", "read-positions")
 log = logging.getLogger(__name__)
 MARK_INTERVAL_S = 0.05
 #: a router forwards up to this many input records at once …
@@ -84,6 +85,8 @@ PRUNE_INTERVAL_S = 10.0
 #: an end-offset request that takes this long (or fails) = the broker was unreachable
 OUTAGE_GAP_S = 2.0
 STALL_MS = 5000
+#: a seek back to a read position that has not taken effect after this long is made again
+REWIND_RETRY_S = 5.0
 #: /health says unhealthy when the mark timer (every MARK_INTERVAL_S) has not completed a tick
 #: for this long: the worker is stuck, or cannot reach the broker.
 STALE_AFTER_S = 30.0
@@ -149,6 +152,13 @@ class Detector:
         )
         nodes = app.Table("nodes", default=None, partitions=s.partitions, key_type=str)
         sessions = app.Table("node-sessions", default=None, partitions=s.partitions, key_type=str)
+        #: per partition read, the next offset to process (``services.detector.positions``)
+        self.positions = app.Table(
+            "read-positions", default=None, partitions=s.partitions, key_type=str
+        )
+        self.rewinds = Rewinds(REWIND_RETRY_S)
+        self.positions_checked: int | None = None
+        self.internal_name = internal_topic_name(s)
         self.store = TableRulesStore(nodes, sessions, write_durably)
         metrics.OPEN_INCIDENTS.set_function(self.store.open_incidents)
         self.engine = NodeEngine(
@@ -203,6 +213,97 @@ class Detector:
         # producer is still the one Faust flushes before it commits offsets.
         return self.app.producer.send(topic, key, value, partition, timestamp, headers)
 
+    # -- read positions -------------------------------------------------------------------
+
+    async def _admit(self, events: list[Any]) -> tuple[list[Any], dict[Any, int]]:
+        """The events to process — each the next record of its partition — and the read
+        positions they lead to; replays are dropped, and a gap sends its partition back to its
+        position (``services.detector.positions``)."""
+        admitted: list[Any] = []
+        positions: dict[Any, int] = {}
+        for event in events:
+            tp, offset = event.message.tp, event.message.offset
+            expected = positions.get(tp, self.positions.get(position_key(tp.topic, tp.partition)))
+            verdict = judge(offset, expected)
+            if verdict is Verdict.GAP and expected is not None:
+                if not await self._rewind(tp, expected, offset):
+                    continue
+            elif verdict is Verdict.REPLAY:
+                continue
+            self.rewinds.done(position_key(tp.topic, tp.partition))
+            admitted.append(event)
+            positions[tp] = offset + 1
+        return admitted, positions
+
+    async def _rewind(self, tp: Any, expected: int, offset: int) -> bool:
+        """Records ``expected`` … ``offset - 1`` of ``tp`` were skipped: read them again (True:
+        they are gone for good, deleted by retention; process ``offset``)."""
+        key = position_key(tp.topic, tp.partition)
+        if not self.rewinds.due(key, expected, time.monotonic()):
+            return False
+        start = (await self.offsets.starts([(tp.topic, tp.partition)]))[(tp.topic, tp.partition)]
+        if start > expected:
+            log.error(
+                "records %d…%d of %s were deleted by retention before this detector read them",
+                expected,
+                start - 1,
+                tp,
+            )
+            return offset >= start
+        log.warning(
+            "records %d…%d of %s were skipped (a rebalance); reading again from %d",
+            expected,
+            offset - 1,
+            tp,
+            expected,
+        )
+        await self.app.consumer.seek(tp, expected)
+        return False
+
+    async def _advance(self, positions: dict[Any, int]) -> None:
+        """Record read positions once what they account for is durable; awaited, so that a
+        worker giving its partitions away has recorded how far it got."""
+        await asyncio.gather(
+            *(
+                write_durably(
+                    self.positions, position_key(tp.topic, tp.partition), position, tp.partition
+                )
+                for tp, position in positions.items()
+            )
+        )
+
+    async def _check_positions(self) -> None:
+        """Once per rebalance, when Faust has sought the partitions to the group's committed
+        offsets: wherever the commit passed the read position (records Faust skipped and
+        acknowledged, with no later record to reveal the gap), read again from the position.
+        A partition read for the first time starts its position at the committed offset."""
+        generation = self.app.consumer_generation_id
+        recovery = self.app.tables.recovery  # type: ignore[attr-defined]  # TableManager's
+        if generation == self.positions_checked or not recovery.completed.is_set():
+            return
+        self.positions_checked = generation
+        read = {self.settings.topic_liveness, self.settings.topic_sessions, self.internal_name}
+        started = []
+        for tp in self.app.consumer.assignment():
+            if tp.topic not in read:
+                continue
+            key = position_key(tp.topic, tp.partition)
+            committed = await self.offsets.committed((tp.topic, tp.partition))
+            position = self.positions.get(key)
+            if position is None:
+                started.append(write_durably(self.positions, key, committed, tp.partition))
+            elif committed > position:
+                log.warning(
+                    "the group committed %s up to %d, but records from %d on were not "
+                    "processed; reading again from %d",
+                    tp,
+                    committed,
+                    position,
+                    position,
+                )
+                await self.app.consumer.seek(tp, position)
+        await asyncio.gather(*started)
+
     # -- routers --------------------------------------------------------------------------
 
     def _route_agent(self, kind: InputKind) -> Any:
@@ -215,6 +316,7 @@ class Detector:
     async def _route_batch(self, kind: InputKind, events: list[Any]) -> None:
         """Forward a batch of input records — one internal record per internal partition —
         and dead-letter what cannot be applied; then move the progress the marks report."""
+        events, positions = await self._admit(events)
         forwards: dict[int, list[Envelope]] = {}
         dead_letters: list[Record] = []
         written: list[Any] = []
@@ -235,6 +337,7 @@ class Detector:
             acks.append(await self._produce(internal, None, value, partition, None, None))
         if acks:
             await asyncio.gather(*acks)
+        await self._advance(positions)
         for event, event_time in accepted:
             self._progress(event).forwarded(event.message.offset, event_time)
 
@@ -306,6 +409,7 @@ class Detector:
     async def _tick(self) -> None:
         """Faust drops a timer's exception silently; say it, and try again next tick."""
         try:
+            await self._check_positions()
             await self._send_marks()
             if time.monotonic() - self.pruned_at >= PRUNE_INTERVAL_S:
                 self.pruned_at = time.monotonic()
@@ -398,10 +502,12 @@ class Detector:
 
     async def _node_agent(self, stream: Any) -> None:
         async for events in stream.take_events(NODE_BATCH_MAX, within=NODE_BATCH_WITHIN_S):
+            events, positions = await self._admit(events)
             outputs: list[Output] = []
             for event in events:
                 outputs += self._apply(event)
             await self._commit(outputs)
+            await self._advance(positions)
 
     def _apply(self, event: Any) -> list[Output]:
         """The outputs of one internal record: a mark, or a batch of routed inputs."""

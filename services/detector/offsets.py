@@ -31,6 +31,13 @@ class BrokerOffsets:
         ends = await consumer.end_offsets(tps)
         return {(tp.topic, tp.partition): int(offset) for tp, offset in ends.items()}
 
+    async def starts(self, partitions: Iterable[Partition]) -> Mapping[Partition, int]:
+        """The log start offsets: records before them were deleted (retention)."""
+        consumer = await self._ready()
+        tps = [TopicPartition(topic, partition) for topic, partition in partitions]
+        starts = await consumer.beginning_offsets(tps)
+        return {(tp.topic, tp.partition): int(offset) for tp, offset in starts.items()}
+
     async def committed(self, partition: Partition) -> int:
         """The group's committed offset (0 when there is none)."""
         consumer = await self._ready()
