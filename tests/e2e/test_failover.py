@@ -85,14 +85,6 @@ def _simulator(d: Deployment, stack: ExitStack) -> subprocess.Popen[bytes]:
     return process
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect (issue 9): once in a full suite run on the loaded 2-core machine, one of "
-    "the 18 pending crashes was not decided within 180 s after the kill (17 of 18); it passed "
-    "in every run alone (5 of 5). Suspected: a Faust table recovery that hangs after the "
-    "rebalance ('No event received for active tp … since recovery start'), seen once in the "
-    "two-worker test as well. Not diagnosed yet.",
-)
 def test_a_killed_worker_hands_its_pending_crashes_over(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:

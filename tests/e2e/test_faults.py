@@ -74,13 +74,6 @@ def test_kill_9_of_the_webhooks_service(infra: Infra, tmp_path: Path) -> None:
     run_with_fault(infra, tmp_path, kill_repeatedly("webhooks", 3, (1, 6), 1.0))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect (issue 8/9, D6 part 2): an outage longer than the detector's 10 s group "
-    "session expires it; the worker then owns nothing and asks for no end offsets, so the "
-    "outage guard does not see the outage, and a reconnection held up by the outage can arrive "
-    "after its deadline was decided (a false crash). Seen in 1 of the last 2 suite runs.",
-)
 def test_broker_restart(infra: Infra, tmp_path: Path) -> None:
     def inject(lab: Lab, _load: Load) -> None:
         lab.sleep(lab.rng.uniform(3, 10))
