@@ -215,12 +215,13 @@ class Detector:
 
     # -- read positions -------------------------------------------------------------------
 
-    async def _admit(self, events: list[Any]) -> tuple[list[Any], dict[Any, int]]:
-        """The events to process — each the next record of its partition — and the read
-        positions they lead to; replays are dropped, and a gap sends its partition back to its
-        position (``services.detector.positions``)."""
+    async def _admit(self, events: list[Any]) -> tuple[list[Any], dict[Any, int], list[Any]]:
+        """The events to process — each the next record of its partition — the read positions
+        they lead to, and the replays (processed before: dropped); a gap sends its partition
+        back to its position (``services.detector.positions``)."""
         admitted: list[Any] = []
         positions: dict[Any, int] = {}
+        replays: list[Any] = []
         for event in events:
             tp, offset = event.message.tp, event.message.offset
             expected = positions.get(tp, self.positions.get(position_key(tp.topic, tp.partition)))
@@ -229,11 +230,12 @@ class Detector:
                 if not await self._rewind(tp, expected, offset):
                     continue
             elif verdict is Verdict.REPLAY:
+                replays.append(event)
                 continue
             self.rewinds.done(position_key(tp.topic, tp.partition))
             admitted.append(event)
             positions[tp] = offset + 1
-        return admitted, positions
+        return admitted, positions, replays
 
     async def _rewind(self, tp: Any, expected: int, offset: int) -> bool:
         """Records ``expected`` … ``offset - 1`` of ``tp`` were skipped: read them again (True:
@@ -316,7 +318,9 @@ class Detector:
     async def _route_batch(self, kind: InputKind, events: list[Any]) -> None:
         """Forward a batch of input records — one internal record per internal partition —
         and dead-letter what cannot be applied; then move the progress the marks report."""
-        events, positions = await self._admit(events)
+        events, positions, replays = await self._admit(events)
+        for event in replays:  # forwarded before: the partition's progress may count them
+            self._progress(event).forwarded(event.message.offset, None)
         forwards: dict[int, list[Envelope]] = {}
         dead_letters: list[Record] = []
         written: list[Any] = []
@@ -502,7 +506,7 @@ class Detector:
 
     async def _node_agent(self, stream: Any) -> None:
         async for events in stream.take_events(NODE_BATCH_MAX, within=NODE_BATCH_WITHIN_S):
-            events, positions = await self._admit(events)
+            events, positions, _replays = await self._admit(events)
             outputs: list[Output] = []
             for event in events:
                 outputs += self._apply(event)
