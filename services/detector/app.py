@@ -563,6 +563,25 @@ class Detector:
         for session_id, route in list(self.routes.items()):
             if route and "ended" in route and route.get("p") in sessions:
                 self.ended_routes.setdefault(int(route["p"]), []).append(session_id)
+        await self._start_positions()
+
+    async def _start_positions(self) -> None:
+        """Before Faust resumes the streams: every partition read without a position yet starts
+        at the group's committed offset, so that records Faust skips from now on show as a
+        gap (``services.detector.positions``)."""
+        read = {self.settings.topic_liveness, self.settings.topic_sessions, self.internal_name}
+        started = []
+        try:
+            for tp in self.app.consumer.assignment():
+                key = position_key(tp.topic, tp.partition)
+                if tp.topic not in read or self.positions.get(key) is not None:
+                    continue
+                committed = await self.offsets.committed((tp.topic, tp.partition))
+                if self.positions.get(key) is None:
+                    started.append(write_durably(self.positions, key, committed, tp.partition))
+            await asyncio.gather(*started)
+        except Exception:
+            log.exception("could not start the read positions; the first records will start them")
 
     async def _on_shutdown(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         await self.offsets.close()
