@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 
 from services.store.webhooks import OutboxRecord, WebhookStore
 from services.webhooks.dispatch import Dispatcher
 from services.webhooks.http import open_post
 from services.webhooks.sender import Sender
-from tests.support.databases import fresh_database_url, migrated_engine
 from tests.support.receiver import Receiver, first_deliveries, flaky, running_receiver
 
 pytestmark = pytest.mark.contract
@@ -24,12 +20,9 @@ pytestmark = pytest.mark.contract
 KEYS = 7
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WebhookStore]:
-    pg = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    engine: Engine = migrated_engine(fresh_database_url(str(request.param), tmp_path, pg))
-    yield WebhookStore(engine)
-    engine.dispose()
+@pytest.fixture
+def store(webhook_store: WebhookStore) -> WebhookStore:
+    return webhook_store
 
 
 def records(count: int) -> list[OutboxRecord]:

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
 
 from services.store.webhook_outbox import Attempt, Result
 from services.store.webhooks import OutboxRecord, UnknownSubscription, WebhookStore
-from tests.support.databases import fresh_database_url, migrated_engine
 
 pytestmark = pytest.mark.contract
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WebhookStore]:
-    pg = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    engine: Engine = migrated_engine(fresh_database_url(str(request.param), tmp_path, pg))
-    yield WebhookStore(engine)
-    engine.dispose()
+@pytest.fixture
+def store(webhook_store: WebhookStore) -> WebhookStore:
+    return webhook_store
 
 
 def rec(
