@@ -53,7 +53,7 @@ from services.detector.output import Output as Record
 from services.detector.output import OutputBuilder
 from services.detector.positions import Rewinds, Verdict, judge, position_key
 from services.detector.routing import bind, node_partition, prunable, route_session
-from services.detector.sources import raw_headers, raw_topic, source_of
+from services.detector.sources import dead_letter_of, raw_headers, raw_topic, source_of
 from services.detector.table_store import DELETED, TableRulesStore, write_durably
 from services.kafka_clients import faust_options
 from services.observability import Heartbeat, LagReporter
@@ -365,16 +365,7 @@ class Detector:
                     if "ended" in changed:
                         self.ended_routes.setdefault(event.message.partition, []).append(valid.key)
         except RejectedInput as error:
-            dead_letters.append(
-                self.builder.dead_letter(
-                    event.key,
-                    event.value,
-                    raw_headers(event),
-                    source_of(event),
-                    code=error.code,
-                    detail=error.detail,
-                )
-            )
+            dead_letters.append(dead_letter_of(self.builder, event, error))
             metrics.received(kind, valid.event if valid is not None else None, None)
             metrics.dead_lettered(error.code)
             return None

@@ -45,7 +45,7 @@ from services.core.rules.mass_disconnect import (
 from services.core.rules.outputs import Emit
 from services.detector import metrics
 from services.detector.output import Output, OutputBuilder
-from services.detector.sources import raw_headers, raw_topic, source_of
+from services.detector.sources import dead_letter_of, raw_topic
 from services.topics import TopicSpec
 
 __all__ = [
@@ -138,15 +138,7 @@ class MassDisconnectWiring:
                 await self._gather({"kind": "disconnected", "node": found.node_id, "at": found.at})
 
     async def _dead_letter(self, event: Any, error: RejectedInput) -> None:
-        record = self.builder.dead_letter(
-            event.key,
-            event.value,
-            raw_headers(event),
-            source_of(event),
-            code=error.code,
-            detail=error.detail,
-        )
-        await self._send(record)
+        await self._send(dead_letter_of(self.builder, event, error))
         metrics.dead_lettered(error.code)
 
     async def _on_tables_restored(

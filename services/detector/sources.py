@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from services.core.deadletter import SourcePosition
+from services.core.errors import RejectedInput
+from services.detector.output import Output, OutputBuilder
 
-__all__ = ["raw_headers", "raw_topic", "source_of"]
+__all__ = ["dead_letter_of", "raw_headers", "raw_topic", "source_of"]
 
 
 def raw_topic(app: Any, name: str, **kwargs: Any) -> Any:
@@ -34,3 +36,15 @@ def raw_headers(event: Any) -> list[tuple[str, bytes]]:
     if isinstance(headers, dict):
         return list(headers.items())
     return [(str(k), bytes(v)) for k, v in headers]
+
+
+def dead_letter_of(builder: OutputBuilder, event: Any, error: RejectedInput) -> Output:
+    """The dead letter of a Faust event's record: the record as received, with the reason."""
+    return builder.dead_letter(
+        event.key,
+        event.value,
+        raw_headers(event),
+        source_of(event),
+        code=error.code,
+        detail=error.detail,
+    )
