@@ -277,24 +277,18 @@ class Detector:
     async def _check_positions(self) -> None:
         """Once per rebalance, when Faust has sought the partitions to the group's committed
         offsets: wherever the commit passed the read position (records Faust skipped and
-        acknowledged, with no later record to reveal the gap), read again from the position.
-        A partition read for the first time starts its position at the committed offset."""
+        acknowledged, with no later record to reveal the gap), read again from the position."""
         generation = self.app.consumer_generation_id
         recovery = self.app.tables.recovery  # type: ignore[attr-defined]  # TableManager's
         if generation == self.positions_checked or not recovery.completed.is_set():
             return
         self.positions_checked = generation
-        read = {self.settings.topic_liveness, self.settings.topic_sessions, self.internal_name}
-        started = []
-        for tp in self.app.consumer.assignment():
-            if tp.topic not in read:
-                continue
-            key = position_key(tp.topic, tp.partition)
-            committed = await self.offsets.committed((tp.topic, tp.partition))
-            position = self.positions.get(key)
+        for tp in self._read_partitions():
+            position = self.positions.get(position_key(tp.topic, tp.partition))
             if position is None:
-                started.append(write_durably(self.positions, key, committed, tp.partition))
-            elif committed > position:
+                continue  # started by its first processed record
+            committed = await self.offsets.committed((tp.topic, tp.partition))
+            if committed > position:
                 log.warning(
                     "the group committed %s up to %d, but records from %d on were not "
                     "processed; reading again from %d",
@@ -304,7 +298,11 @@ class Detector:
                     position,
                 )
                 await self.app.consumer.seek(tp, position)
-        await asyncio.gather(*started)
+
+    def _read_partitions(self) -> list[Any]:
+        """The partitions this worker owns that an agent reads with a read position."""
+        read = {self.settings.topic_liveness, self.settings.topic_sessions, self.internal_name}
+        return [tp for tp in self.app.consumer.assignment() if tp.topic in read]
 
     # -- routers --------------------------------------------------------------------------
 
@@ -560,12 +558,11 @@ class Detector:
         """Before Faust resumes the streams: every partition read without a position yet starts
         at the group's committed offset, so that records Faust skips from now on show as a
         gap (``services.detector.positions``)."""
-        read = {self.settings.topic_liveness, self.settings.topic_sessions, self.internal_name}
         started = []
         try:
-            for tp in self.app.consumer.assignment():
+            for tp in self._read_partitions():
                 key = position_key(tp.topic, tp.partition)
-                if tp.topic not in read or self.positions.get(key) is not None:
+                if self.positions.get(key) is not None:
                     continue
                 committed = await self.offsets.committed((tp.topic, tp.partition))
                 if self.positions.get(key) is None:
