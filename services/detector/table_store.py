@@ -128,11 +128,25 @@ class TableRulesStore:
     # -- adapter ----------------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Write the state changed since the last flush into the tables (inside the stream):
-        the session rows, and once the broker has them, the node rows. Each row goes to the
-        internal partition that was being processed when it changed."""
-        await self._write(self.sessions, self._dirty_sessions)
+        """Write the state changed since the last flush into the tables (inside the stream),
+        each row to the internal partition that was being processed when it changed, in three
+        steps, each once the broker has the one before:
+
+        1. the session rows written — a node row must not vouch for rows not yet durable;
+        2. the node rows, which record the input offsets applied (what a replay skips);
+        3. the session rows removed (``sessionDestroyed``): a removal durable before its node
+           row would leave the replay of the session's last records nothing to skip them by,
+           and they would be dead-lettered ``unknownSession``.
+
+        A kill -9 between steps 2 and 3 leaves the removed rows behind; the engine ignores a
+        session row its node row does not list (``NodeEngine._session``), and a later
+        ``sessionCreated`` of the same id overwrites it."""
+        removed = {k: d for k, d in self._dirty_sessions.items() if d[0] is DELETED}
+        written = {k: d for k, d in self._dirty_sessions.items() if d[0] is not DELETED}
+        self._dirty_sessions.clear()
+        await self._write(self.sessions, written)
         await self._write(self.nodes, self._dirty_nodes)
+        await self._write(self.sessions, removed)
 
     async def _write(self, table: MutableMapping[str, Any], rows: dict[str, Dirty]) -> None:
         if not rows:

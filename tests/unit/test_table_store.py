@@ -1,12 +1,29 @@
-"""The detector's write-back store: session rows are durable before node rows are written."""
+"""The detector's write-back store: the order of its writes, and what a kill -9 between them
+leaves for the replay."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
+from collections.abc import MutableMapping
 from typing import Any
 
+from services.core.rules import Input, NodeEngine, RuleSettings
+from services.core.rules.outputs import Output
 from services.core.rules.state import NodeState, SessionState
-from services.detector.table_store import TableRulesStore
+from services.detector.table_store import DELETED, TableRulesStore, write_in_memory
+from tests.support.rules_builders import (
+    GRACE_MS,
+    LIVENESS_PARTITION,
+    SESSIONS_PARTITION,
+    T0,
+    node_connected,
+    participant_joined,
+    participant_left,
+    rejects,
+    session_created,
+    session_destroyed,
+)
 
 
 def test_node_rows_wait_until_the_session_rows_are_durable() -> None:
@@ -40,3 +57,89 @@ def test_node_rows_wait_until_the_session_rows_are_durable() -> None:
         return written
 
     assert asyncio.run(scenario()) == ["session", "node"]
+
+
+# -- a kill -9 in the middle of a flush ----------------------------------------------------------
+
+NODE = "media_i-0a1b2c3d4e5f60001"
+S1, S2 = "ses_Before", "ses_InBatch"
+ALICE, BOB = "con_EIeO06zgMz", "con_ThN5Rgi8Y8"
+
+Tables = tuple[dict[str, Any], dict[str, Any]]
+Write = tuple[bool, str, Any]  # (a node row?, key, row)
+
+
+def _engine(tables: Tables, log: list[Write] | None = None) -> tuple[NodeEngine, TableRulesStore]:
+    nodes, sessions = tables
+
+    def write(table: MutableMapping[str, Any], key: str, row: Any, partition: int | None) -> Any:
+        if log is not None:
+            log.append((table is nodes, key, row if row is DELETED else copy.deepcopy(row)))
+        return write_in_memory(table, key, row, partition)
+
+    store = TableRulesStore(nodes, sessions, write)
+    store.partition = 0
+    return NodeEngine(store, RuleSettings(grace_ms=GRACE_MS)), store
+
+
+def _apply(engine: NodeEngine, store: TableRulesStore, items: list[Input]) -> list[Output]:
+    outputs = [out for item in items for out in engine.on_session(NODE, item)]
+    asyncio.run(store.flush())
+    return outputs
+
+
+def _live_sessions(tables: Tables) -> dict[str, Any]:
+    """The session rows the node rows vouch for: open sessions and crash tombstones."""
+    nodes, sessions = tables
+    open_ids = {sid for row in nodes.values() for sid in row["sessions"]}
+    return {
+        key: row
+        for key, row in sessions.items()
+        if row["crashed_at"] is not None or row["session_id"] in open_ids
+    }
+
+
+def test_a_kill_anywhere_in_a_flush_replays_to_the_same_state_without_dead_letters() -> None:
+    """The node agent's batch is replayed after a kill -9 that left any prefix of its flush's
+    writes on the changelogs: the replay dead-letters nothing the first pass did not, and ends
+    in the same state (the CI failure of session 4: a sessionDestroyed's row removal was durable
+    before the node row that records the offsets, and the replayed participantLeft of that
+    session was dead-lettered ``unknownSession``)."""
+    before: Tables = ({}, {})
+    engine, store = _engine(before)
+    engine.on_liveness(NODE, Input("liveness", node_connected(NODE, T0), LIVENESS_PARTITION, 1))
+    _apply(engine, store, [Input("session", session_created(S1, T0 + 1, NODE), 1, 10)])
+    _apply(engine, store, [Input("session", participant_joined(S1, ALICE, T0 + 2), 1, 11)])
+    snapshot = copy.deepcopy(before)
+
+    batch = [
+        Input("session", payload, SESSIONS_PARTITION, offset)
+        for offset, payload in enumerate(
+            [
+                participant_left(S1, ALICE, T0 + 3, T0 + 2),
+                session_created(S2, T0 + 4, NODE),
+                session_destroyed(S1, T0 + 5, T0 + 1),
+                participant_joined(S2, BOB, T0 + 6),
+            ],
+            start=12,
+        )
+    ]
+    log: list[Write] = []
+    engine, store = _engine(before, log)
+    first = _apply(engine, store, batch)
+    assert not rejects(first)
+    after = before
+
+    for cut in range(len(log) + 1):
+        survived = copy.deepcopy(snapshot)
+        for is_node, key, row in log[:cut]:
+            table = survived[0] if is_node else survived[1]
+            if row is DELETED:
+                table.pop(key, None)
+            else:
+                table[key] = copy.deepcopy(row)
+        engine, store = _engine(survived)
+        replay = _apply(engine, store, batch)
+        assert not rejects(replay), f"kill after {cut} of {len(log)} writes: {rejects(replay)}"
+        assert survived[0] == after[0], f"kill after {cut} of {len(log)} writes: node rows"
+        assert _live_sessions(survived) == _live_sessions(after), f"kill after {cut} writes"

@@ -319,6 +319,10 @@ class NodeEngine:
         of its session, so its offset says nothing about whether it was applied (it was not)."""
         sid = str(item.payload["sessionId"])
         session = self.store.get_session(node.id, sid)
+        if session is not None and session.crashed_at is None and sid not in node.sessions:
+            # A row the node row does not vouch for: written (or left, when its removal was
+            # not) just before a kill -9 cut a flush short; the replay rebuilds what it held.
+            session = None
         if not released and session is not None and item.source_offset <= session.source_offset:
             return []  # a replay of what was applied before a restart
         if self._must_hold(node, item):
