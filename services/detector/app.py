@@ -156,6 +156,9 @@ class Detector:
         self.positions = app.Table(
             "read-positions", default=None, partitions=s.partitions, key_type=str
         )
+        #: (topic, partition) → its read position as the broker has acknowledged it: what the
+        #: marks and the route pruning go by (the table's own value may be a write in flight)
+        self.durable_positions: dict[tuple[str, int], int] = {}
         self.rewinds = Rewinds(REWIND_RETRY_S)
         self.positions_checked: int | None = None
         self.internal_name = internal_topic_name(s)
@@ -273,6 +276,8 @@ class Detector:
                 for tp, position in positions.items()
             )
         )
+        for tp, position in positions.items():
+            self.durable_positions[(tp.topic, tp.partition)] = position
 
     async def _check_positions(self) -> None:
         """Once per rebalance, when Faust has sought the partitions to the group's committed
@@ -298,6 +303,14 @@ class Detector:
                     position,
                 )
                 await self.app.consumer.seek(tp, position)
+
+    async def _resumed_at(self, tp: Any) -> int:
+        """Where reading of ``tp`` resumed: its durable read position, or — if it could not be
+        started — the group's committed offset."""
+        position = self.durable_positions.get((tp.topic, tp.partition))
+        if position is not None:
+            return position
+        return await self.offsets.committed((tp.topic, tp.partition))
 
     def _read_partitions(self) -> list[Any]:
         """The partitions this worker owns that an agent reads with a read position."""
@@ -434,12 +447,13 @@ class Detector:
             if partition not in owned:
                 del self.ended_routes[partition]
                 continue
-            topic = (self.settings.topic_sessions, partition)
-            committed = await self.offsets.committed(topic)
+            position = self.durable_positions.get((self.settings.topic_sessions, partition))
+            if position is None:
+                continue
             kept, removed = [], []
             for session_id in self.ended_routes[partition]:
                 route = self.routes.get(session_id)
-                if prunable(route, partition, committed):
+                if prunable(route, partition, position):
                     removed.append(write_durably(self.routes, session_id, DELETED, partition))
                 elif route is not None and "ended" in route:
                     kept.append(session_id)
@@ -472,18 +486,18 @@ class Detector:
         for tp in owned:
             progress = self.progress.setdefault(tp, PartitionProgress())
             end = ends.get((tp.topic, tp.partition), 0)
-            committed = 0
-            if progress.next_offset < end:  # resumed from a commit, or still reading
-                committed = await self.offsets.committed((tp.topic, tp.partition))
-                if progress.stalled(committed, end, wall_ms, STALL_MS):
-                    await self._read_again(tp, max(progress.next_offset, committed))
+            resumed = 0
+            if progress.next_offset < end:  # resumed from a read position, or still reading
+                resumed = await self._resumed_at(tp)
+                if progress.stalled(resumed, end, wall_ms, STALL_MS):
+                    await self._read_again(tp, max(progress.next_offset, resumed))
             mark = progress.mark(
-                committed, end, wall_ms, self.settings.allowed_lateness_ms, trust_wall_clock
+                resumed, end, wall_ms, self.settings.allowed_lateness_ms, trust_wall_clock
             )
             if mark is not None:
                 marks[source_key(roles[tp.topic], tp.partition)] = mark
             if report_lag:
-                lags[(tp.topic, tp.partition)] = end - max(progress.next_offset, committed)
+                lags[(tp.topic, tp.partition)] = end - max(progress.next_offset, resumed)
         if report_lag:
             self.lag.set(lags)
         value = encode_mark(marks)
@@ -557,17 +571,28 @@ class Detector:
     async def _start_positions(self) -> None:
         """Before Faust resumes the streams: every partition read without a position yet starts
         at the group's committed offset, so that records Faust skips from now on show as a
-        gap (``services.detector.positions``)."""
-        started = []
+        gap (``services.detector.positions``); and ``durable_positions`` holds what the
+        changelog says of each partition newly owned."""
+        owned = {(tp.topic, tp.partition): tp for tp in self._read_partitions()}
+        durable = self.durable_positions
+        for given_away in set(durable) - set(owned):
+            del durable[given_away]
+        started: dict[tuple[str, int], int] = {}
+        writes = []
         try:
-            for tp in self._read_partitions():
+            for source, tp in owned.items():
+                if source in durable:
+                    continue  # kept through the rebalance
                 key = position_key(tp.topic, tp.partition)
-                if self.positions.get(key) is not None:
+                restored = self.positions.get(key)
+                if restored is not None:
+                    durable[source] = restored  # read back from the changelog
                     continue
-                committed = await self.offsets.committed((tp.topic, tp.partition))
-                if self.positions.get(key) is None:
-                    started.append(write_durably(self.positions, key, committed, tp.partition))
-            await asyncio.gather(*started)
+                committed = await self.offsets.committed(source)
+                started[source] = committed
+                writes.append(write_durably(self.positions, key, committed, tp.partition))
+            await asyncio.gather(*writes)
+            durable.update(started)
         except Exception:
             log.exception("could not start the read positions; the first records will start them")
 

@@ -56,10 +56,10 @@ class PartitionProgress:
         if timestamp is not None and (self.max_timestamp is None or timestamp > self.max_timestamp):
             self.max_timestamp = timestamp
 
-    def stalled(self, committed: int, end_offset: int, wall_ms: int, after_ms: int) -> bool:
+    def stalled(self, resumed: int, end_offset: int, wall_ms: int, after_ms: int) -> bool:
         """Records wait (below ``end_offset``) but nothing has been handed to us for
         ``after_ms``: Faust drops records it fetched across a rebalance without seeking back."""
-        if max(self.next_offset, committed) >= end_offset:
+        if max(self.next_offset, resumed) >= end_offset:
             self.moved_at = None
             return False
         if self.moved_at is None:
@@ -72,7 +72,7 @@ class PartitionProgress:
 
     def mark(
         self,
-        committed: int,
+        resumed: int,
         end_offset: int,
         wall_ms: int,
         lateness_ms: int,
@@ -80,15 +80,17 @@ class PartitionProgress:
     ) -> int | None:
         """The event time below which this partition has delivered everything, if known.
 
-        ``committed`` is where the worker resumed reading: records before it were handled
-        (by this worker or a previous owner) before the last commit. ``trust_wall_clock`` is
-        False while the broker was just unreachable: producers may still hold records stamped
-        during the outage, so reaching the end offsets says nothing about the wall clock.
+        ``resumed`` is the partition's durable read position (``services.detector.positions``):
+        records before it were forwarded, by this worker or a previous owner. (Not the group's
+        committed offset: Faust can commit past records it skipped, which are read again.)
+        ``trust_wall_clock`` is False while the broker was just unreachable: producers may
+        still hold records stamped during the outage, so reaching the end offsets says nothing
+        about the wall clock.
         """
         candidates = []
         if self.max_timestamp is not None:
             candidates.append(self.max_timestamp - lateness_ms)
-        if trust_wall_clock and max(self.next_offset, committed) >= end_offset:
+        if trust_wall_clock and max(self.next_offset, resumed) >= end_offset:
             candidates.append(wall_ms - lateness_ms)
         return max(candidates) if candidates else None
 

@@ -6,10 +6,11 @@ table co-partitioned with ``mediacdr.sessions``. ``sessionCreated`` (re)binds th
 other event follows the binding. Whether the event can be applied is the node agent's call.
 
 ``sessionDestroyed`` does not delete the row: it marks it *ended* at its input offset. The table
-is ahead of the committed offsets, so after a kill -9 the router re-reads records it already
-forwarded; a re-read record at or below the end still goes to its node (whose agent skips what it
-applied) instead of being dead-lettered ``unknownSession`` the second time round. An ended row is
-removed once the committed offset of its partition has passed it (``prunable``).
+can be ahead of the read positions (``services.detector.positions``), so after a kill -9 the
+router can re-read records it already forwarded; a re-read record at or below the end still
+goes to its node (whose agent skips what it applied) instead of being dead-lettered
+``unknownSession`` the second time round. An ended row is removed once the durable read
+position of its partition has passed it (``prunable``).
 """
 
 from __future__ import annotations
@@ -50,13 +51,15 @@ def bind(event: str, node: str, route: Route | None, partition: int, offset: int
     return None
 
 
-def prunable(route: Route | None, partition: int, committed: int) -> bool:
-    """An ended row no replay can need: its partition's committed offset is past its end."""
+def prunable(route: Route | None, partition: int, position: int) -> bool:
+    """An ended row no re-read can need: its partition's durable read position is past its
+    end, so every record up to the end is a replay, skipped (``services.detector.positions``).
+    Not the committed offset: Faust can commit past records it skipped, which are read again."""
     return (
         route is not None
         and route.get("p") == partition
         and "ended" in route
-        and int(route["ended"]) < committed
+        and int(route["ended"]) < position
     )
 
 

@@ -21,51 +21,47 @@ LATENESS = 100
 def test_a_partition_read_to_its_end_vouches_for_the_wall_clock() -> None:
     progress = PartitionProgress()
     progress.forwarded(offset=4, timestamp=1_000)
-    assert progress.mark(committed=0, end_offset=5, wall_ms=9_000, lateness_ms=LATENESS) == 8_900
+    assert progress.mark(resumed=0, end_offset=5, wall_ms=9_000, lateness_ms=LATENESS) == 8_900
 
 
 def test_a_partition_still_reading_vouches_only_for_what_it_forwarded() -> None:
     progress = PartitionProgress()
     progress.forwarded(offset=4, timestamp=1_000)
-    assert progress.mark(committed=0, end_offset=9, wall_ms=9_000, lateness_ms=LATENESS) == 900
+    assert progress.mark(resumed=0, end_offset=9, wall_ms=9_000, lateness_ms=LATENESS) == 900
 
 
-def test_a_committed_offset_counts_as_read() -> None:
-    assert (
-        PartitionProgress().mark(committed=7, end_offset=7, wall_ms=5_000, lateness_ms=0) == 5_000
-    )
-    assert PartitionProgress().mark(committed=6, end_offset=7, wall_ms=5_000, lateness_ms=0) is None
+def test_a_durable_read_position_counts_as_read() -> None:
+    assert PartitionProgress().mark(resumed=7, end_offset=7, wall_ms=5_000, lateness_ms=0) == 5_000
+    assert PartitionProgress().mark(resumed=6, end_offset=7, wall_ms=5_000, lateness_ms=0) is None
 
 
 def test_an_empty_partition_is_caught_up() -> None:
-    assert (
-        PartitionProgress().mark(committed=0, end_offset=0, wall_ms=5_000, lateness_ms=0) == 5_000
-    )
+    assert PartitionProgress().mark(resumed=0, end_offset=0, wall_ms=5_000, lateness_ms=0) == 5_000
 
 
 def test_the_highest_timestamp_wins_over_later_lower_ones() -> None:
     progress = PartitionProgress()
     progress.forwarded(offset=0, timestamp=2_000)
     progress.forwarded(offset=1, timestamp=1_500)
-    assert progress.mark(committed=0, end_offset=10, wall_ms=0, lateness_ms=0) == 2_000
+    assert progress.mark(resumed=0, end_offset=10, wall_ms=0, lateness_ms=0) == 2_000
 
 
 def test_stalled_only_after_records_wait_for_the_whole_delay() -> None:
     progress = PartitionProgress()
-    assert not progress.stalled(committed=0, end_offset=3, wall_ms=1_000, after_ms=5_000)
-    assert not progress.stalled(committed=0, end_offset=3, wall_ms=5_999, after_ms=5_000)
-    assert progress.stalled(committed=0, end_offset=3, wall_ms=6_000, after_ms=5_000)
+    assert not progress.stalled(resumed=0, end_offset=3, wall_ms=1_000, after_ms=5_000)
+    assert not progress.stalled(resumed=0, end_offset=3, wall_ms=5_999, after_ms=5_000)
+    assert progress.stalled(resumed=0, end_offset=3, wall_ms=6_000, after_ms=5_000)
     # the clock restarts after a report, and any progress clears it
-    assert not progress.stalled(committed=0, end_offset=3, wall_ms=6_001, after_ms=5_000)
+    assert not progress.stalled(resumed=0, end_offset=3, wall_ms=6_001, after_ms=5_000)
     progress.forwarded(offset=0, timestamp=None)
-    assert not progress.stalled(committed=0, end_offset=3, wall_ms=20_000, after_ms=5_000)
+    assert not progress.stalled(resumed=0, end_offset=3, wall_ms=20_000, after_ms=5_000)
 
 
 def test_nothing_waits_when_everything_was_read() -> None:
     progress = PartitionProgress()
     progress.forwarded(offset=2, timestamp=None)
-    assert not progress.stalled(committed=0, end_offset=3, wall_ms=0, after_ms=0)
-    assert not progress.stalled(committed=0, end_offset=3, wall_ms=10_000, after_ms=0)
+    assert not progress.stalled(resumed=0, end_offset=3, wall_ms=0, after_ms=0)
+    assert not progress.stalled(resumed=0, end_offset=3, wall_ms=10_000, after_ms=0)
 
 
 def test_a_node_waits_for_its_liveness_partition_and_every_sessions_partition() -> None:

@@ -35,7 +35,7 @@ def test_a_replayed_record_of_an_ended_session_is_still_routed() -> None:
     assert again == {"node": "n2"}
 
 
-def test_an_ended_route_is_pruned_once_the_commit_has_passed_it() -> None:
+def test_an_ended_route_is_pruned_once_the_read_position_has_passed_it() -> None:
     ended = {"node": "n1", "ended": 12, "p": 0}
     assert not prunable(ended, 0, 12)
     assert prunable(ended, 0, 13)
