@@ -512,3 +512,32 @@ def test_immediate_removal_follows_the_last_session_destroyed(r: int) -> None:
 def test_late_removal_is_not_part_of_the_cascade() -> None:
     settings = RuleSettings(grace_ms=GRACE_MS, reconnection_timeout_s=10)
     assert [who(e.body) for e in cdr_and_notices(crash(settings))] == EXPECTED_ORDER
+
+
+def test_a_session_created_after_the_deadline_survives_the_crash_in_any_interleaving() -> None:
+    """Seen in the two-minute soak: a sessions partition read ahead of the node's liveness
+    partition, so a session created after the deadline was applied before the disconnection,
+    and the crash closed it; in event-time order its creation is held and applied after the
+    crash, and it lives on (R8: the CDR must not depend on how partitions interleave)."""
+    late = DEADLINE + 400
+
+    def run(sessions_first: bool) -> tuple[list[str], list[str]]:
+        rig = Rig()
+        rig.liveness(node_connected(NODE, T0))
+        out = rig.session(NODE, session_created(A, A_CREATED, NODE))
+        late_input = [session_created(B, late, NODE), participant_joined(B, B_FIRST, late + 1)]
+        if sessions_first:
+            out += rig.sessions(NODE, late_input)
+            out += rig.liveness(node_disconnected(NODE, D_AT))
+        else:
+            out += rig.liveness(node_disconnected(NODE, D_AT))
+            out += rig.sessions(NODE, late_input)
+        out += rig.advance(NODE, late + 10)
+        out += rig.session(NODE, participant_joined(B, B_TIE_LOW, late + 20))
+        crash = next(e.body for e in emits(out, "cdr") if e.body["event"] == "nodeCrashed")
+        return sorted(f"{e.key} {e.body['event']}" for e in emits(out, "cdr")), crash["sessionIds"]
+
+    in_order, out_of_order = run(sessions_first=False), run(sessions_first=True)
+    assert out_of_order == in_order
+    assert in_order[1] == [A]
+    assert f"{B} participantJoined" in in_order[0]

@@ -228,7 +228,12 @@ class NodeEngine:
         return out + self._release(node)
 
     def _crash(self, node: NodeState, incident: Incident) -> list[Output]:
-        sessions = self._hosted_sessions(node)
+        hosted = self._hosted_sessions(node)
+        # A session created at or after the deadline is here only when input came out of
+        # event-time order (a sessions partition read ahead of the node's liveness partition);
+        # in order, its creation would be held and applied after the crash, and it survives.
+        sessions = [s for s in hosted if s.created_at < incident.deadline]
+        survivors = [s.session_id for s in hosted if s.created_at >= incident.deadline]
         suggested = self._suggest(node.id)
         head = bodies.node_crashed(
             node,
@@ -251,7 +256,7 @@ class NodeEngine:
         for session in sessions:
             out += session_cascade(session, incident, suggested)
             self.store.put_session(_tombstone(session, incident.deadline))
-        node.sessions = []
+        node.sessions = survivors
         node.incident, node.crash, node.life = None, incident, "crashed"
         r = self.settings.reconnection_timeout_s
         if r >= 0:
