@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from services.core.rules import Emit, RuleSettings
+from services.core.rules import Emit, Input, RuleSettings
 from services.core.schemas import compiled_validator
 from tests.support import openvidu_keys as ov
 from tests.support.openvidu_keys import with_event
@@ -31,6 +31,7 @@ from tests.support.rules_builders import (
     participant_joined,
     participant_left,
     recording_started,
+    rejects,
     session_created,
     stream_id,
     validate,
@@ -541,3 +542,58 @@ def test_a_session_created_after_the_deadline_survives_the_crash_in_any_interlea
     assert out_of_order == in_order
     assert in_order[1] == [A]
     assert f"{B} participantJoined" in in_order[0]
+
+
+def _outcome(out: list[Any]) -> tuple[list[str], list[str]]:
+    return (
+        sorted(f"{e.key} {e.body['event']}" for e in emits(out)),
+        sorted(f"{r.input.payload['sessionId']} {r.input.event} {r.code}" for r in rejects(out)),
+    )
+
+
+def test_session_input_waits_while_the_nodes_liveness_is_read_a_grace_window_behind() -> None:
+    """R8 across partitions: session input stamped after a disconnection's deadline reaches the
+    node agent before the disconnection (its liveness partition is read behind, e.g. after a
+    rewind). It waits until the node's liveness is known up to its time minus the grace
+    window, and the outcome equals event-time order: the participant who joined after the
+    deadline is dead-lettered ``staleAfterCrash``, not cascaded."""
+    late = DEADLINE + 400
+    late_input = [participant_joined(A, A2, late), session_created(B, late + 5, NODE)]
+
+    def start() -> Rig:
+        rig = Rig()
+        rig.liveness(node_connected(NODE, T0))
+        rig.session(NODE, session_created(A, A_CREATED, NODE))
+        rig.session(NODE, participant_joined(A, A1, A1_JOINED))
+        return rig
+
+    in_order = start()
+    out = in_order.liveness(node_disconnected(NODE, D_AT))
+    out += in_order.sessions(NODE, late_input)
+    out += in_order.advance(NODE, late + 10)
+
+    behind = start()
+    liveness_mark = A1_JOINED  # the node's liveness partition is read up to here
+    lagged = []
+    for offset, payload in enumerate(late_input, start=900):
+        item = Input("session", payload, 1, offset)
+        lagged += behind.engine.on_session(NODE, item, liveness_mark)
+    assert lagged == [], "applied before the node's liveness was known"
+    lagged += behind.liveness(node_disconnected(NODE, D_AT))
+    lagged += behind.advance(NODE, late + 10)
+
+    assert _outcome(lagged) == _outcome(out)
+    assert f"{A} participantJoined staleAfterCrash" in _outcome(out)[1]
+    crash = next(e.body for e in emits(lagged, "cdr") if e.body["event"] == "nodeCrashed")
+    assert crash["sessionIds"] == [A]
+
+
+def test_waiting_session_input_is_applied_once_a_mark_covers_it() -> None:
+    rig = Rig()
+    rig.liveness(node_connected(NODE, T0))
+    item = Input("session", session_created(A, T0 + 60_000, NODE), 1, 5)
+    assert rig.engine.on_session(NODE, item, T0 + 1) == []
+    assert rig.engine.due(rig.store.get_node(NODE)) == T0 + 60_000 - GRACE_MS + 1  # type: ignore[arg-type]
+    assert rig.advance(NODE, T0 + 60_000 - GRACE_MS) == []
+    assert events(rig.advance(NODE, T0 + 60_000 - GRACE_MS + 1)) == ["sessionCreated"]
+    assert rig.engine.on_session(NODE, item, T0 + 1) == []  # a replay

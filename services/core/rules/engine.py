@@ -56,35 +56,79 @@ class NodeEngine:
             return []  # a replay of what was applied before a restart
         node.liveness_partition = item.source_partition
         node.liveness_offset = item.source_offset
-        out = self._liveness(node, item)
+        # Waiting session input stamped before this event comes before it in event time.
+        out = self._catch_up(node, item.timestamp, before=True)
+        out += self._liveness(node, item)
+        out += self._catch_up(node, item.timestamp)
         if node.held and node.incident is None and node.life == "running":
             out += self._release(node)  # a sign of life settles what a possible silence held
         return self._save(node, out)
 
-    def on_session(self, node_id: str, item: Input) -> list[Output]:
+    def on_session(
+        self, node_id: str, item: Input, liveness_until: int | None = None
+    ) -> list[Output]:
+        """``liveness_until``: every liveness record of the node's partition stamped before it
+        has been applied (the adapter's mark); None when input arrives in event-time order.
+
+        R8 across partitions: a session event stamped *t* may only be applied once the node's
+        liveness is known up to *t* − grace — otherwise a disconnection whose deadline is at or
+        before *t* may still be unread, and the event would be applied outside the incident
+        that should hold it. Until then it waits, in arrival order, in the node's row.
+        """
         node = self._node(node_id)
         partition = str(item.source_partition)
         if item.source_offset <= node.session_offsets.get(partition, -1):
             return []  # R9: re-processed; its effect (or its dead letter) is already there
         node.session_offsets[partition] = item.source_offset
+        if liveness_until is not None and (
+            node.waiting or not self._liveness_known(node, item.timestamp, liveness_until)
+        ):
+            node.waiting.append(item.to_row())
+            return self._save(node, [])
         out = self._session(node, item)
         return self._save(node, out)
 
     def advance(self, node_id: str, watermark: int) -> list[Output]:
         """Everything stamped before ``watermark`` has been applied: decide what is due."""
         node = self._node(node_id)
-        out: list[Output] = []
-        while (due := self.due(node)) is not None and due <= watermark:
+        out = self._catch_up(node, watermark)
+        while (due := self._decision_due(node)) is not None and due <= watermark:
             out += self._decide(node, due)
         return self._save(node, out)
 
     def due(self, node: NodeState) -> int | None:
-        """The event time of the node's next decision, if any."""
+        """The event time of the node's next decision (or of its waiting input), if any."""
+        decision = self._decision_due(node)
+        if not node.waiting:
+            return decision
+        ready = int(node.waiting[0]["payload"]["timestamp"]) - self.settings.grace_ms + 1
+        return ready if decision is None else min(ready, decision)
+
+    def _decision_due(self, node: NodeState) -> int | None:
         if node.incident is not None:
             return node.incident.deadline
         if node.life == "crashed" and node.removal_at is not None:
             return node.removal_at
         return self._silence_due(node)
+
+    def _liveness_known(self, node: NodeState, t: int, liveness_until: int) -> bool:
+        """Whether every liveness event of the node stamped at or before ``t`` − grace has been
+        applied: its latest one is later, or the mark says so."""
+        latest = node.last_liveness_at
+        known = liveness_until if latest is None else max(latest, liveness_until)
+        return t - self.settings.grace_ms < known
+
+    def _catch_up(self, node: NodeState, known: int, *, before: bool = False) -> list[Output]:
+        """Apply the waiting session input the node's liveness now covers, in arrival order:
+        stamped before ``known`` (``before``: a liveness event stamped ``known`` is next), or
+        else less than a grace window after it."""
+        out: list[Output] = []
+        while node.waiting:
+            t = int(node.waiting[0]["payload"]["timestamp"])
+            if t >= known if before else not self._liveness_known(node, t, known):
+                break
+            out += self._session(node, Input.from_row(node.waiting.pop(0)))
+        return out
 
     def _silence_due(self, node: NodeState) -> int | None:
         """R4: when a running, heartbeating node's silence becomes an incident."""

@@ -72,6 +72,9 @@ class NodeState:
     removal_at: int | None = None
     sessions: list[str] = field(default_factory=list)
     held: list[dict[str, Any]] = field(default_factory=list)
+    #: Session input that arrived while the node's liveness was read more than a grace window
+    #: behind it (``NodeEngine.on_session``), in arrival order: applied once it catches up.
+    waiting: list[dict[str, Any]] = field(default_factory=list)
     liveness_partition: int | None = None
     liveness_offset: int = -1
     heartbeats_in_incident: int = 0
