@@ -27,7 +27,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from typing import Any
 
 import faust
@@ -52,7 +52,13 @@ from services.detector.offsets import BrokerOffsets
 from services.detector.output import Output as Record
 from services.detector.output import OutputBuilder
 from services.detector.positions import Rewinds, Verdict, judge, position_key
-from services.detector.routing import bind, node_partition, prunable, route_session
+from services.detector.routing import (
+    bind,
+    key_partition,
+    node_partition,
+    prunable,
+    route_session,
+)
 from services.detector.sources import dead_letter_of, raw_headers, raw_topic, source_of
 from services.detector.table_store import DELETED, TableRulesStore, write_durably
 from services.kafka_clients import faust_options
@@ -87,6 +93,8 @@ OUTAGE_GAP_S = 2.0
 STALL_MS = 5000
 #: a seek back to a read position that has not taken effect after this long is made again
 REWIND_RETRY_S = 5.0
+#: from this many records at once, the detector fills Kafka record batches itself
+BATCH_SEND_MIN = 32
 #: /health says unhealthy when the mark timer (every MARK_INTERVAL_S) has not completed a tick
 #: for this long: the worker is stuck, or cannot reach the broker.
 STALE_AFTER_S = 30.0
@@ -197,11 +205,59 @@ class Detector:
             record.headers,
         )
 
-    async def _send_all(self, records: Iterable[Record]) -> None:
+    async def _send_all(self, records: list[Record]) -> None:
         """Send records in order, then wait until the broker acknowledged all of them."""
-        acks = [await self._send(record) for record in records]
+        if len(records) < BATCH_SEND_MIN:
+            acks = [await self._send(record) for record in records]
+        else:
+            acks = await self._send_batches(records)
         if acks:
             await asyncio.gather(*acks)
+
+    async def _send_batches(self, records: list[Record]) -> list[Awaitable[Any]]:
+        """Many records (a crash cascade, a node-agent batch): fill Kafka record batches per
+        partition and hand each whole to the producer, instead of one ``send`` — a future, a
+        partitioner call, an accumulator lookup — per record. Keyed records go where the
+        default partitioner would put them, in the same order per partition; unkeyed ones
+        (dead letters) take the usual path."""
+        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]  # Faust's aiokafka producer
+        partitions: dict[str, int] = {}
+        open_batches: dict[tuple[str, int], Any] = {}
+        acks: list[Awaitable[Any]] = []
+
+        async def close(tp: tuple[str, int]) -> None:
+            batch = open_batches.pop(tp, None)
+            if batch is not None and batch.record_count():
+                acks.append(await producer.send_batch(batch, tp[0], partition=tp[1]))
+
+        for record in records:
+            if record.key is None:
+                acks.append(await self._send(record))
+                continue
+            count = partitions.get(record.topic)
+            if count is None:
+                count = partitions[record.topic] = len(await producer.partitions_for(record.topic))
+            tp = (record.topic, key_partition(record.key, count))
+            for _attempt in range(2):
+                batch = open_batches.get(tp)
+                if batch is None:
+                    batch = open_batches[tp] = producer.create_batch()
+                appended = batch.append(
+                    timestamp=record.timestamp_ms,
+                    key=record.key,
+                    value=record.value,
+                    headers=record.headers,
+                )
+                if appended is not None:
+                    break
+                fresh = not batch.record_count()
+                await close(tp)
+                if fresh:  # too big for any batch: on its own, after what came before it
+                    acks.append(await self._send(record))
+                    break
+        for tp in list(open_batches):
+            await close(tp)
+        return acks
 
     def _produce(
         self,
@@ -524,6 +580,7 @@ class Detector:
         if doc.get("kind") == MARK_KIND:
             return self._on_mark(partition, decode_mark(doc))
         self._ensure_timers(partition)
+        watermarks = self.watermarks.setdefault(partition, Watermarks(self.settings.partitions))
         outputs: list[Output] = []
         for envelope, ref in decode_batch(doc, event.key):
             item = Input(
@@ -536,7 +593,9 @@ class Detector:
             if envelope.kind == "liveness":
                 outputs += self.engine.on_liveness(envelope.node, item)
             else:
-                outputs += self.engine.on_session(envelope.node, item)
+                lp = self.store.liveness_partitions.get(envelope.node)
+                until = watermarks.liveness_until(lp)
+                outputs += self.engine.on_session(envelope.node, item, until)
         return outputs
 
     def _on_mark(self, partition: int, marks: dict[str, int]) -> list[Output]:

@@ -22,7 +22,7 @@ from aiokafka.partitioner import murmur2
 from services.core.errors import UnknownSession
 from services.core.validation import ValidInput
 
-__all__ = ["Route", "bind", "node_partition", "prunable", "route_session"]
+__all__ = ["Route", "bind", "key_partition", "node_partition", "prunable", "route_session"]
 
 #: a ``session-routes`` row: ``{"node": …}``, plus ``"ended"`` (offset) and ``"p"`` (partition)
 #: once its ``sessionDestroyed`` was routed
@@ -66,4 +66,10 @@ def prunable(route: Route | None, partition: int, position: int) -> bool:
 def node_partition(node_id: str, partitions: int) -> int:
     """The internal partition of a node: Kafka's default partitioner applied to the node id, so
     a node stays where a record keyed by its id would have gone (and where its state lives)."""
-    return int(murmur2(node_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
+    return key_partition(node_id.encode("utf-8"), partitions)
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """Where Kafka's default partitioner (aiokafka's ``DefaultPartitioner``) puts a keyed record
+    on a topic of ``partitions`` partitions."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions

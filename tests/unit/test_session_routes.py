@@ -7,10 +7,11 @@ import json
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from services.core.errors import UnknownSession
 from services.core.validation import ValidInput, validate_input
-from services.detector.routing import bind, prunable, route_session
+from services.detector.routing import bind, key_partition, prunable, route_session
 from services.simulator import payloads as p
 
 T = 1_795_000_000_000
@@ -41,3 +42,10 @@ def test_an_ended_route_is_pruned_once_the_read_position_has_passed_it() -> None
     assert prunable(ended, 0, 13)
     assert not prunable(ended, 1, 13)
     assert not prunable({"node": "n1"}, 0, 100)
+
+
+def test_key_partition_is_kafkas_default_partitioner() -> None:
+    partitioner = DefaultPartitioner()
+    for n in (1, 3, 12):
+        for key in (b"ses_Jd8tUyvhXO", b"media_i-0a1b2c3d4e5f60001", b"", "ñ".encode()):
+            assert key_partition(key, n) == partitioner(key, list(range(n)), list(range(n)))
