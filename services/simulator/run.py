@@ -1,7 +1,9 @@
 """Feeding the simulated cluster to Kafka: the adapter around the pure model.
 
 One idempotent producer (``acks=all``), sends pipelined (a bounded window of unacknowledged
-sends), each record's Kafka timestamp = its event timestamp. Two paces:
+sends), each record's Kafka timestamp = its event timestamp. Its records wait up to two minutes
+for a partition leader (aiokafka fails a batch after ``request_timeout_ms`` without one, 40 s by
+default: a 20 s broker outage plus the restart once outlasted it in the fault matrix). Two paces:
 
 - ``realtime``: a record goes out when the wall clock reaches its timestamp (``speed`` > 1 runs
   the story faster; the timestamps stay the model's, ahead of the wall clock);
@@ -28,6 +30,7 @@ __all__ = ["FeedOptions", "FeedReport", "TokenBucket", "feed"]
 
 Mode = Literal["realtime", "max"]
 _WINDOW = 5000  # sends in flight before waiting for their acknowledgements
+_LEADER_WAIT_MS = 120_000  # how long a record may wait for its partition's leader
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,7 @@ async def feed(
         acks="all",
         enable_idempotence=True,
         linger_ms=5 if options.mode == "max" else 0,
+        request_timeout_ms=_LEADER_WAIT_MS,
     )
     report, stop = FeedReport(), asyncio.Event()
     started = time.monotonic()

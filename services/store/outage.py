@@ -9,7 +9,10 @@ at each. What was in flight when the database went away is done again (a batch r
 attempt re-sent with the same ``webhook-id``); deduplication by ``ce_id`` absorbs it.
 
 The first connection is still checked before the loop starts (``checked_engine``), so a wrong
-URL or a missing schema stops the service at once, as before.
+URL or a missing schema stops the service at once, as before. Likewise a broker that cannot be
+reached stops the first start; a later start (after a database outage) can meet a broker that
+is down or restarting too — seen in the soak, where the two outages overlapped — and waits for
+it like for the database.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from aiokafka.errors import KafkaError
 from sqlalchemy.exc import InterfaceError, OperationalError
+
+from services.core.errors import BrokerUnavailable
 
 __all__ = ["DATABASE_UNREACHABLE", "serve_through_outages"]
 
@@ -28,6 +34,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: What the driver raises when the server is down, restarting, or dropped the connection.
 DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
+#: What starting the Kafka clients raises while the broker is down or restarting.
+BROKER_UNREACHABLE = (KafkaError, BrokerUnavailable)
 FIRST_DELAY_S = 0.5
 MAX_DELAY_S = 10.0
 
@@ -43,6 +51,7 @@ async def serve_through_outages(
     unreachable, wait (0.5 s doubling to 10 s) and run it again. ``inner_stop`` is set with
     ``stop``, and may be set by ``serve`` itself to stop its own tasks."""
     delay = first_delay_s
+    first = True
     while True:
         inner = asyncio.Event()
         relay = asyncio.ensure_future(_relay(stop, inner))
@@ -52,8 +61,15 @@ async def serve_through_outages(
             if stop.is_set():
                 return None
             log.warning("%s: the database is unreachable (%s); again in %.1f s", what, e, delay)
+        except BROKER_UNREACHABLE as e:
+            if first:
+                raise  # a wrong bootstrap address stops the service at once
+            if stop.is_set():
+                return None
+            log.warning("%s: Kafka is unreachable (%s); again in %.1f s", what, e, delay)
         finally:
             relay.cancel()
+            first = False
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
         if stop.is_set():

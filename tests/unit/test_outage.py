@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from sqlalchemy.exc import OperationalError
 
+from services.core.errors import BrokerUnavailable
 from services.store.outage import serve_through_outages
 
 
@@ -56,3 +58,27 @@ def test_other_errors_still_stop_the_service() -> None:
 
     with pytest.raises(ValueError):
         asyncio.run(serve_through_outages(serve, asyncio.Event(), "test"))
+
+
+def test_a_broker_down_at_a_restart_is_waited_for_but_not_at_the_first_start() -> None:
+    lives: list[asyncio.Event] = []
+
+    async def serve(inner: asyncio.Event) -> str:
+        lives.append(inner)
+        if len(lives) == 1:
+            raise _unreachable()  # the database went away …
+        if len(lives) < 4:
+            raise KafkaConnectionError("Unable to bootstrap")  # … and the broker is restarting
+        return "served"
+
+    async def main() -> str | None:
+        return await serve_through_outages(serve, asyncio.Event(), "test", first_delay_s=0.01)
+
+    assert asyncio.run(main()) == "served"
+    assert len(lives) == 4
+
+    async def unreachable_at_once(_inner: asyncio.Event) -> None:
+        raise BrokerUnavailable("Kafka at 127.0.0.1:1: unreachable")
+
+    with pytest.raises(BrokerUnavailable):
+        asyncio.run(serve_through_outages(unreachable_at_once, asyncio.Event(), "test"))
