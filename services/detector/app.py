@@ -51,7 +51,7 @@ from services.detector.mass_disconnect import wire_mass_disconnect
 from services.detector.offsets import BrokerOffsets
 from services.detector.output import Output as Record
 from services.detector.output import OutputBuilder
-from services.detector.positions import Rewinds, Verdict, judge, position_key
+from services.detector.reading import ReadPositions
 from services.detector.routing import (
     bind,
     node_partition,
@@ -90,8 +90,6 @@ PRUNE_INTERVAL_S = 10.0
 #: an end-offset request that takes this long (or fails) = the broker was unreachable
 OUTAGE_GAP_S = 2.0
 STALL_MS = 5000
-#: a seek back to a read position that has not taken effect after this long is made again
-REWIND_RETRY_S = 5.0
 #: /health says unhealthy when the mark timer (every MARK_INTERVAL_S) has not completed a tick
 #: for this long: the worker is stuck, or cannot reach the broker.
 STALE_AFTER_S = 30.0
@@ -157,16 +155,16 @@ class Detector:
         )
         nodes = app.Table("nodes", default=None, partitions=s.partitions, key_type=str)
         sessions = app.Table("node-sessions", default=None, partitions=s.partitions, key_type=str)
-        #: per partition read, the next offset to process (``services.detector.positions``)
-        self.positions = app.Table(
-            "read-positions", default=None, partitions=s.partitions, key_type=str
-        )
-        #: (topic, partition) → its read position as the broker has acknowledged it: what the
-        #: marks and the route pruning go by (the table's own value may be a write in flight)
-        self.durable_positions: dict[tuple[str, int], int] = {}
-        self.rewinds = Rewinds(REWIND_RETRY_S)
-        self.positions_checked: int | None = None
         self.internal_name = internal_topic_name(s)
+        self.offsets = BrokerOffsets(s, s.detector_app_id)
+        read = {s.topic_liveness, s.topic_sessions, self.internal_name}
+        #: per partition read, the next offset to process (``services.detector.positions``)
+        self.reading = ReadPositions(
+            app,
+            app.Table("read-positions", default=None, partitions=s.partitions, key_type=str),
+            self.offsets,
+            lambda: read,
+        )
         self.store = TableRulesStore(nodes, sessions, write_durably)
         metrics.OPEN_INCIDENTS.set_function(self.store.open_incidents)
         self.engine = NodeEngine(
@@ -188,7 +186,6 @@ class Detector:
         app.agent(self.sessions, name="route-sessions")(self._route_agent("session"))
         app.agent(self.internal, name="nodes")(self._node_agent)
         app.timer(MARK_INTERVAL_S)(self._tick)
-        self.offsets = BrokerOffsets(s, s.detector_app_id)
         wire_mass_disconnect(app, s, nodes=nodes, node_topic=internal_topic_name(s))
 
     def _send(self, record: Record) -> Awaitable[Any]:
@@ -224,107 +221,6 @@ class Detector:
         # producer is still the one Faust flushes before it commits offsets.
         return self.app.producer.send(topic, key, value, partition, timestamp, headers)
 
-    # -- read positions -------------------------------------------------------------------
-
-    async def _admit(self, events: list[Any]) -> tuple[list[Any], dict[Any, int], list[Any]]:
-        """The events to process — each the next record of its partition — the read positions
-        they lead to, and the replays (processed before: dropped); a gap sends its partition
-        back to its position (``services.detector.positions``)."""
-        admitted: list[Any] = []
-        positions: dict[Any, int] = {}
-        replays: list[Any] = []
-        for event in events:
-            tp, offset = event.message.tp, event.message.offset
-            expected = positions.get(tp, self.positions.get(position_key(tp.topic, tp.partition)))
-            verdict = judge(offset, expected)
-            if verdict is Verdict.GAP and expected is not None:
-                if not await self._rewind(tp, expected, offset):
-                    continue
-            elif verdict is Verdict.REPLAY:
-                replays.append(event)
-                continue
-            self.rewinds.done(position_key(tp.topic, tp.partition))
-            admitted.append(event)
-            positions[tp] = offset + 1
-        return admitted, positions, replays
-
-    async def _rewind(self, tp: Any, expected: int, offset: int) -> bool:
-        """Records ``expected`` … ``offset - 1`` of ``tp`` were skipped: read them again (True:
-        they are gone for good, deleted by retention; process ``offset``)."""
-        key = position_key(tp.topic, tp.partition)
-        if not self.rewinds.due(key, expected, time.monotonic()):
-            return False
-        start = (await self.offsets.starts([(tp.topic, tp.partition)]))[(tp.topic, tp.partition)]
-        if start > expected:
-            log.error(
-                "records %d…%d of %s were deleted by retention before this detector read them",
-                expected,
-                start - 1,
-                tp,
-            )
-            return offset >= start
-        log.warning(
-            "records %d…%d of %s were skipped (a rebalance); reading again from %d",
-            expected,
-            offset - 1,
-            tp,
-            expected,
-        )
-        await self.app.consumer.seek(tp, expected)
-        return False
-
-    async def _advance(self, positions: dict[Any, int]) -> None:
-        """Record read positions once what they account for is durable; awaited, so that a
-        worker giving its partitions away has recorded how far it got."""
-        await asyncio.gather(
-            *(
-                write_durably(
-                    self.positions, position_key(tp.topic, tp.partition), position, tp.partition
-                )
-                for tp, position in positions.items()
-            )
-        )
-        for tp, position in positions.items():
-            self.durable_positions[(tp.topic, tp.partition)] = position
-
-    async def _check_positions(self) -> None:
-        """Once per rebalance, when Faust has sought the partitions to the group's committed
-        offsets: wherever the commit passed the read position (records Faust skipped and
-        acknowledged, with no later record to reveal the gap), read again from the position."""
-        generation = self.app.consumer_generation_id
-        recovery = self.app.tables.recovery  # type: ignore[attr-defined]  # TableManager's
-        if generation == self.positions_checked or not recovery.completed.is_set():
-            return
-        self.positions_checked = generation
-        for tp in self._read_partitions():
-            position = self.positions.get(position_key(tp.topic, tp.partition))
-            if position is None:
-                continue  # started by its first processed record
-            committed = await self.offsets.committed((tp.topic, tp.partition))
-            if committed > position:
-                log.warning(
-                    "the group committed %s up to %d, but records from %d on were not "
-                    "processed; reading again from %d",
-                    tp,
-                    committed,
-                    position,
-                    position,
-                )
-                await self.app.consumer.seek(tp, position)
-
-    async def _resumed_at(self, tp: Any) -> int:
-        """Where reading of ``tp`` resumed: its durable read position, or — if it could not be
-        started — the group's committed offset."""
-        position = self.durable_positions.get((tp.topic, tp.partition))
-        if position is not None:
-            return position
-        return await self.offsets.committed((tp.topic, tp.partition))
-
-    def _read_partitions(self) -> list[Any]:
-        """The partitions this worker owns that an agent reads with a read position."""
-        read = {self.settings.topic_liveness, self.settings.topic_sessions, self.internal_name}
-        return [tp for tp in self.app.consumer.assignment() if tp.topic in read]
-
     # -- routers --------------------------------------------------------------------------
 
     def _route_agent(self, kind: InputKind) -> Any:
@@ -337,7 +233,7 @@ class Detector:
     async def _route_batch(self, kind: InputKind, events: list[Any]) -> None:
         """Forward a batch of input records — one internal record per internal partition —
         and dead-letter what cannot be applied; then move the progress the marks report."""
-        events, positions, replays = await self._admit(events)
+        events, positions, replays = await self.reading.admit(events)
         for event in replays:  # forwarded before: the partition's progress may count them
             self._progress(event).forwarded(event.message.offset, None)
         forwards: dict[int, list[Envelope]] = {}
@@ -360,7 +256,7 @@ class Detector:
             acks.append(await self._produce(internal, None, value, partition, None, None))
         if acks:
             await asyncio.gather(*acks)
-        await self._advance(positions)
+        await self.reading.advance(positions)
         for event, event_time in accepted:
             self._progress(event).forwarded(event.message.offset, event_time)
 
@@ -423,7 +319,7 @@ class Detector:
     async def _tick(self) -> None:
         """Faust drops a timer's exception silently; say it, and try again next tick."""
         try:
-            await self._check_positions()
+            await self.reading.check()
             await self._send_marks()
             if time.monotonic() - self.pruned_at >= PRUNE_INTERVAL_S:
                 self.pruned_at = time.monotonic()
@@ -455,7 +351,7 @@ class Detector:
             if partition not in owned:
                 del self.ended_routes[partition]
                 continue
-            position = self.durable_positions.get((self.settings.topic_sessions, partition))
+            position = self.reading.durable.get((self.settings.topic_sessions, partition))
             if position is None:
                 continue
             kept, removed = [], []
@@ -496,7 +392,7 @@ class Detector:
             end = ends.get((tp.topic, tp.partition), 0)
             resumed = 0
             if progress.next_offset < end:  # resumed from a read position, or still reading
-                resumed = await self._resumed_at(tp)
+                resumed = await self.reading.resumed_at(tp)
                 if progress.stalled(resumed, end, wall_ms, STALL_MS):
                     await self._read_again(tp, max(progress.next_offset, resumed))
             mark = progress.mark(
@@ -517,12 +413,12 @@ class Detector:
 
     async def _node_agent(self, stream: Any) -> None:
         async for events in stream.take_events(NODE_BATCH_MAX, within=NODE_BATCH_WITHIN_S):
-            events, positions, _replays = await self._admit(events)
+            events, positions, _replays = await self.reading.admit(events)
             outputs: list[Output] = []
             for event in events:
                 outputs += self._apply(event)
             await self._commit(outputs)
-            await self._advance(positions)
+            await self.reading.advance(positions)
 
     def _apply(self, event: Any) -> list[Output]:
         """The outputs of one internal record: a mark, or a batch of routed inputs."""
@@ -578,35 +474,7 @@ class Detector:
         for session_id, route in list(self.routes.items()):
             if route and "ended" in route and route.get("p") in sessions:
                 self.ended_routes.setdefault(int(route["p"]), []).append(session_id)
-        await self._start_positions()
-
-    async def _start_positions(self) -> None:
-        """Before Faust resumes the streams: every partition read without a position yet starts
-        at the group's committed offset, so that records Faust skips from now on show as a
-        gap (``services.detector.positions``); and ``durable_positions`` holds what the
-        changelog says of each partition newly owned."""
-        owned = {(tp.topic, tp.partition): tp for tp in self._read_partitions()}
-        durable = self.durable_positions
-        for given_away in set(durable) - set(owned):
-            del durable[given_away]
-        started: dict[tuple[str, int], int] = {}
-        writes = []
-        try:
-            for source, tp in owned.items():
-                if source in durable:
-                    continue  # kept through the rebalance
-                key = position_key(tp.topic, tp.partition)
-                restored = self.positions.get(key)
-                if restored is not None:
-                    durable[source] = restored  # read back from the changelog
-                    continue
-                committed = await self.offsets.committed(source)
-                started[source] = committed
-                writes.append(write_durably(self.positions, key, committed, tp.partition))
-            await asyncio.gather(*writes)
-            durable.update(started)
-        except Exception:
-            log.exception("could not start the read positions; the first records will start them")
+        await self.reading.start()
 
     async def _on_shutdown(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         await self.offsets.close()
