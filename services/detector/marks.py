@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "MARK_KIND",
+    "NOTHING_KNOWN",
     "OutageGuard",
     "PartitionProgress",
     "Watermarks",
@@ -24,6 +25,10 @@ __all__ = [
 ]
 
 MARK_KIND = "mark"
+
+
+#: a mark below every event time: nothing is known of the partition yet
+NOTHING_KNOWN = -(2**62)
 
 
 def source_key(role: str, partition: int) -> str:
@@ -114,6 +119,14 @@ class Watermarks:
         self.sessions_floor = (
             None if None in sessions else min(v for v in sessions if v is not None)
         )
+
+    def liveness_until(self, liveness_partition: int | None) -> int | None:
+        """What ``NodeEngine.on_session`` needs: the mark of the node's liveness partition
+        (``NOTHING_KNOWN`` before its first; None when the node has no liveness partition yet,
+        so there is no liveness to wait for)."""
+        if liveness_partition is None:
+            return None
+        return self.marks.get(source_key("liveness", liveness_partition), NOTHING_KNOWN)
 
     def for_node(self, liveness_partition: int | None) -> int | None:
         """min(mark of the node's liveness partition, marks of every sessions partition)."""

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from services.core.rules.ports import NodeLoad
-from services.core.rules.state import NodeState, SessionState
+from services.core.rules.state import Input, NodeState, SessionState
 
 __all__ = ["DELETED", "TableRulesStore", "write_durably", "write_in_memory"]
 
@@ -62,6 +62,12 @@ def write_in_memory(
 
 def session_key(node_id: str, session_id: str) -> str:
     return f"{node_id}\x1f{session_id}"
+
+
+def waiting_key(node_id: str, number: int) -> str:
+    """A waiting input's row, beside the node's session rows (a NUL is in no session id: every
+    parser refuses it)."""
+    return f"{node_id}\x1f\x00{number}"
 
 
 class TableRulesStore:
@@ -113,6 +119,20 @@ class TableRulesStore:
     def delete_session(self, node_id: str, session_id: str) -> None:
         self._dirty_sessions[session_key(node_id, session_id)] = (DELETED, self.partition)
 
+    def get_waiting(self, node_id: str, number: int) -> Input | None:
+        key = waiting_key(node_id, number)
+        dirty = self._dirty_sessions.get(key)
+        row = dirty[0] if dirty else self.sessions.get(key)
+        if row is DELETED:
+            return None
+        return Input.from_row(row) if row else None
+
+    def put_waiting(self, node_id: str, number: int, item: Input) -> None:
+        self._dirty_sessions[waiting_key(node_id, number)] = (item.to_row(), self.partition)
+
+    def delete_waiting(self, node_id: str, number: int) -> None:
+        self._dirty_sessions[waiting_key(node_id, number)] = (DELETED, self.partition)
+
     def set_timer(self, node_id: str, due: int | None) -> None:
         if self.partition is None:
             return
@@ -132,15 +152,18 @@ class TableRulesStore:
         each row to the internal partition that was being processed when it changed, in three
         steps, each once the broker has the one before:
 
-        1. the session rows written — a node row must not vouch for rows not yet durable;
+        1. the session and waiting-input rows written — a node row must not vouch for rows not
+           yet durable;
         2. the node rows, which record the input offsets applied (what a replay skips);
-        3. the session rows removed (``sessionDestroyed``): a removal durable before its node
-           row would leave the replay of the session's last records nothing to skip them by,
-           and they would be dead-lettered ``unknownSession``.
+        3. the rows removed (``sessionDestroyed``, waiting input applied): a removal durable
+           before its node row would leave the replay of the session's last records nothing to
+           skip them by, and they would be dead-lettered ``unknownSession``.
 
         A kill -9 between steps 2 and 3 leaves the removed rows behind; the engine ignores a
         session row its node row does not list (``NodeEngine._session``), and a later
-        ``sessionCreated`` of the same id overwrites it."""
+        ``sessionCreated`` of the same id overwrites it. A waiting-input row left so is never
+        read again (its number is below the node's ``waiting_first``): a few rows per such
+        kill, not a correctness matter."""
         removed = {k: d for k, d in self._dirty_sessions.items() if d[0] is DELETED}
         written = {k: d for k, d in self._dirty_sessions.items() if d[0] is not DELETED}
         self._dirty_sessions.clear()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from services.detector.routing import key_partition, node_partition
 from tests.support.cluster import ClusterScript
 from tests.support.kafka import body, event_is, headers_of, produce
 from tests.support.services import Deployment, kill_9, new_deployment, running_service
@@ -157,6 +158,58 @@ def test_crash_after_grace_writes_the_full_cascade(live: Deployment) -> None:
         "con_B3",
     ]
     assert all(n["reason"] == "nodeCrashed" and n["timestamp"] == deadline for n in notices)
+
+
+def _same_partitions(node: str, session: str, partitions: int) -> tuple[str, str]:
+    """A node and a session whose records take the same internal and sessions partitions as
+    ``node``'s and ``session``'s: forwarded after them, applied after them."""
+    ids = ((f"media_witness{i}", f"ses_witness{i}") for i in range(10_000))
+    return next(
+        (n, s)
+        for n, s in ids
+        if node_partition(n, partitions) == node_partition(node, partitions)
+        and key_partition(s.encode(), partitions) == key_partition(session.encode(), partitions)
+    )
+
+
+def test_session_input_read_before_the_disconnection_that_holds_it_waits(
+    live: Deployment,
+) -> None:
+    """R8 across partitions (D4): a participant joins a session, stamped after the deadline of
+    a disconnection that is read only later (its liveness partition lags). In event-time order
+    the join is held by the incident and dead-lettered ``staleAfterCrash``; it must not be
+    copied to the CDR and then closed by the cascade."""
+    node, session = "media_d4", "ses_D4"
+    t = int(time.time() * 1000) + 10_000  # the disconnection, stamped ahead of the wall clock
+    late = t + GRACE + 500
+    witness_node, witness = _same_partitions(node, session, live.partitions)
+    script = ClusterScript().liveness("nodeConnected", node, t - 5000)
+    script.create(session, node, t - 4000).join(session, "con_D4early", t - 3900)
+    script.join(session, "con_D4late", late).create(witness, witness_node, t - 3800)
+    _send(live, script)
+    # The witness is forwarded after the late join, to the same internal partition, and it has
+    # no liveness to wait for: once it is on the CDR, the join was read — and only waits.
+    live.wait("cdr", 1, lambda r: body(r).get("sessionId") == witness)
+    copies = [body(r) for r in live.everything("cdr") if body(r).get("sessionId") == session]
+    assert [b["event"] for b in copies] == ["sessionCreated", "participantJoined"]
+
+    _send(live, ClusterScript().liveness("nodeDisconnected", node, t))
+    crash = body(live.wait("cdr", 1, _crash_of(node, t), timeout=60)[0])
+    assert crash["sessionIds"] == [session]
+    dead = live.wait("deadletter", 1, lambda r: b"con_D4late" in r.value, timeout=30)
+    assert headers_of(dead[0])["error"] == "staleAfterCrash"
+    live.wait("cdr", 1, lambda r: body(r).get("event") == "sessionDestroyed" and r.key == b"ses_D4")
+    left = [
+        body(r)["participantId"]
+        for r in live.everything("cdr")
+        if body(r).get("event") == "participantLeft" and body(r)["sessionId"] == session
+    ]
+    assert left == ["con_D4early"]
+    assert not [
+        b
+        for r in live.everything("cdr")
+        if (b := body(r)).get("event") == "participantJoined" and "con_D4late" in r.value.decode()
+    ]
 
 
 def test_removal_after_reconnection_timeout_and_no_recovery(

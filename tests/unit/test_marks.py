@@ -7,6 +7,7 @@ import json
 import pytest
 
 from services.detector.marks import (
+    NOTHING_KNOWN,
     OutageGuard,
     PartitionProgress,
     Watermarks,
@@ -72,6 +73,14 @@ def test_a_node_waits_for_its_liveness_partition_and_every_sessions_partition() 
     assert watermarks.for_node(1) == 300
     assert watermarks.for_node(0) is None  # L0 never reported
     assert watermarks.for_node(None) is None
+
+
+def test_session_input_is_told_how_far_its_nodes_liveness_partition_was_read() -> None:
+    watermarks = Watermarks(session_partitions=1)
+    assert watermarks.liveness_until(None) is None  # no liveness yet: nothing to wait for
+    assert watermarks.liveness_until(2) == NOTHING_KNOWN  # not reported yet: wait
+    watermarks.update({"L2": 700, "S0": 100})
+    assert watermarks.liveness_until(2) == 700  # the sessions partitions do not count here
 
 
 def test_marks_never_go_back() -> None:

@@ -17,7 +17,9 @@ from tests.support.rules_builders import (
     LIVENESS_PARTITION,
     SESSIONS_PARTITION,
     T0,
+    emits,
     node_connected,
+    node_heartbeat,
     participant_joined,
     participant_left,
     rejects,
@@ -95,7 +97,7 @@ def _live_sessions(tables: Tables) -> dict[str, Any]:
     return {
         key: row
         for key, row in sessions.items()
-        if row["crashed_at"] is not None or row["session_id"] in open_ids
+        if "\x00" not in key and (row["crashed_at"] is not None or row["session_id"] in open_ids)
     }
 
 
@@ -143,3 +145,108 @@ def test_a_kill_anywhere_in_a_flush_replays_to_the_same_state_without_dead_lette
         assert not rejects(replay), f"kill after {cut} of {len(log)} writes: {rejects(replay)}"
         assert survived[0] == after[0], f"kill after {cut} of {len(log)} writes: node rows"
         assert _live_sessions(survived) == _live_sessions(after), f"kill after {cut} writes"
+
+
+# -- waiting input (D4) across a kill -9 ------------------------------------------------------
+
+#: the node's liveness partition is known up to here while the batch below is read
+BEHIND = T0 + 1
+WAITING = [
+    Input("session", payload, SESSIONS_PARTITION, offset)
+    for offset, payload in enumerate(
+        [
+            participant_joined(S1, ALICE, T0 + 60_000),
+            session_created(S2, T0 + 60_001, NODE),
+            participant_joined(S2, BOB, T0 + 60_002),
+        ],
+        start=20,
+    )
+]
+#: the liveness that catches up with it: every waiting event is less than a grace window ahead
+CATCH_UP = Input("liveness", node_heartbeat(NODE, T0 + 59_000), LIVENESS_PARTITION, 2)
+
+
+def _wait_batch(engine: NodeEngine, store: TableRulesStore) -> list[Output]:
+    outputs = [out for item in WAITING for out in engine.on_session(NODE, item, BEHIND)]
+    asyncio.run(store.flush())
+    return outputs
+
+
+def _catch_up_batch(engine: NodeEngine, store: TableRulesStore) -> list[Output]:
+    outputs = engine.on_liveness(NODE, CATCH_UP)
+    asyncio.run(store.flush())
+    return outputs
+
+
+def _waiting_start() -> Tables:
+    tables: Tables = ({}, {})
+    engine, store = _engine(tables)
+    engine.on_liveness(NODE, Input("liveness", node_connected(NODE, T0), LIVENESS_PARTITION, 1))
+    _apply(engine, store, [Input("session", session_created(S1, T0 + 1, NODE), 1, 10)])
+    return tables
+
+
+def _cut(snapshot: Tables, log: list[Write], cut: int) -> Tables:
+    survived = copy.deepcopy(snapshot)
+    for is_node, key, row in log[:cut]:
+        table = survived[0] if is_node else survived[1]
+        if row is DELETED:
+            table.pop(key, None)
+        else:
+            table[key] = copy.deepcopy(row)
+    return survived
+
+
+def _bodies(outputs: list[Output]) -> list[dict[str, Any]]:
+    return [e.body for e in emits(outputs, "cdr")]
+
+
+def test_waiting_input_is_neither_lost_nor_applied_twice_after_a_kill_anywhere_in_a_flush() -> None:
+    """Session input read while the node's liveness is behind waits in rows of its own; a kill
+    -9 at any point of the flush that writes them, or of the one that applies and removes them,
+    and the replay of that batch, still give every CDR copy — none twice, nothing
+    dead-lettered — and the same node row."""
+    start = _waiting_start()
+    engine, store = _engine(start)
+    assert _wait_batch(engine, store) == [], "applied before the node's liveness was known"
+    waited = copy.deepcopy(start)
+    released = _bodies(_catch_up_batch(engine, store))
+    joined, created = "participantJoined", "sessionCreated"
+    assert [b["event"] for b in released] == [joined, created, joined]
+    final = start
+
+    # 1. a kill while the waiting rows are written
+    log: list[Write] = []
+    tables = _waiting_start()
+    engine, store = _engine(tables, log)
+    _wait_batch(engine, store)
+    for cut in range(len(log) + 1):
+        survived = _cut(_waiting_start(), log, cut)
+        engine, store = _engine(survived)
+        assert _wait_batch(engine, store) == []
+        out = _catch_up_batch(engine, store)
+        assert not rejects(out), f"kill after {cut} of {len(log)} writes: {rejects(out)}"
+        assert _bodies(out) == released, f"kill after {cut} of {len(log)} writes"
+        assert survived[0] == final[0], f"kill after {cut} of {len(log)} writes: node rows"
+
+    # 2. a kill while they are applied and removed: the batch's outputs were sent before
+    log = []
+    tables = copy.deepcopy(waited)
+    engine, store = _engine(tables, log)
+    _catch_up_batch(engine, store)
+    for cut in range(len(log) + 1):
+        survived = _cut(waited, log, cut)
+        engine, store = _engine(survived)
+        replay = _catch_up_batch(engine, store)
+        assert not rejects(replay), f"kill after {cut} of {len(log)} writes: {rejects(replay)}"
+        assert all(b in released for b in _bodies(replay)), f"kill after {cut} writes"
+        assert survived[0] == final[0], f"kill after {cut} of {len(log)} writes: node rows"
+        assert _live_sessions(survived) == _live_sessions(final), f"kill after {cut} writes"
+
+
+def test_a_node_row_from_before_waiting_rows_still_loads() -> None:
+    row = NodeState(id=NODE).to_row()
+    for key in ("waiting_first", "waiting_next", "waiting_head_at"):
+        del row[key]
+    row["waiting"] = []
+    assert NodeState.from_row(row) == NodeState(id=NODE)

@@ -73,7 +73,7 @@ class NodeEngine:
         R8 across partitions: a session event stamped *t* may only be applied once the node's
         liveness is known up to *t* − grace — otherwise a disconnection whose deadline is at or
         before *t* may still be unread, and the event would be applied outside the incident
-        that should hold it. Until then it waits, in arrival order, in the node's row.
+        that should hold it. Until then it waits, in arrival order, in a row of its own.
         """
         node = self._node(node_id)
         partition = str(item.source_partition)
@@ -81,9 +81,10 @@ class NodeEngine:
             return []  # R9: re-processed; its effect (or its dead letter) is already there
         node.session_offsets[partition] = item.source_offset
         if liveness_until is not None and (
-            node.waiting or not self._liveness_known(node, item.timestamp, liveness_until)
+            node.waiting_head_at is not None
+            or not self._liveness_known(node, item.timestamp, liveness_until)
         ):
-            node.waiting.append(item.to_row())
+            self._wait(node, item)
             return self._save(node, [])
         out = self._session(node, item)
         return self._save(node, out)
@@ -99,9 +100,9 @@ class NodeEngine:
     def due(self, node: NodeState) -> int | None:
         """The event time of the node's next decision (or of its waiting input), if any."""
         decision = self._decision_due(node)
-        if not node.waiting:
+        if node.waiting_head_at is None:
             return decision
-        ready = int(node.waiting[0]["payload"]["timestamp"]) - self.settings.grace_ms + 1
+        ready = node.waiting_head_at - self.settings.grace_ms + 1
         return ready if decision is None else min(ready, decision)
 
     def _decision_due(self, node: NodeState) -> int | None:
@@ -123,12 +124,30 @@ class NodeEngine:
         stamped before ``known`` (``before``: a liveness event stamped ``known`` is next), or
         else less than a grace window after it."""
         out: list[Output] = []
-        while node.waiting:
-            t = int(node.waiting[0]["payload"]["timestamp"])
+        while (t := node.waiting_head_at) is not None:
             if t >= known if before else not self._liveness_known(node, t, known):
                 break
-            out += self._session(node, Input.from_row(node.waiting.pop(0)))
+            out += self._session(node, self._next_waiting(node))
         return out
+
+    def _wait(self, node: NodeState, item: Input) -> None:
+        if node.waiting_head_at is None:
+            node.waiting_head_at = item.timestamp
+        self.store.put_waiting(node.id, node.waiting_next, item)
+        node.waiting_next += 1
+
+    def _next_waiting(self, node: NodeState) -> Input:
+        """Take the first waiting input (its row is removed) and move the head on."""
+        item = self.store.get_waiting(node.id, node.waiting_first)
+        assert item is not None, f"waiting input {node.waiting_first} of {node.id} is missing"
+        self.store.delete_waiting(node.id, node.waiting_first)
+        node.waiting_first += 1
+        node.waiting_head_at = None
+        if node.waiting_first < node.waiting_next:
+            head = self.store.get_waiting(node.id, node.waiting_first)
+            assert head is not None, f"waiting input {node.waiting_first} of {node.id} is missing"
+            node.waiting_head_at = head.timestamp
+        return item
 
     def _silence_due(self, node: NodeState) -> int | None:
         """R4: when a running, heartbeating node's silence becomes an incident."""

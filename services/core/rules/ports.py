@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.core.rules.state import NodeState, SessionState
+from services.core.rules.state import Input, NodeState, SessionState
 
 __all__ = ["InMemoryRulesStore", "NodeLoad", "RulesStore"]
 
@@ -26,6 +26,9 @@ class RulesStore(Protocol):
     def get_session(self, node_id: str, session_id: str) -> SessionState | None: ...
     def put_session(self, session: SessionState) -> None: ...
     def delete_session(self, node_id: str, session_id: str) -> None: ...
+    def get_waiting(self, node_id: str, number: int) -> Input | None: ...
+    def put_waiting(self, node_id: str, number: int, item: Input) -> None: ...
+    def delete_waiting(self, node_id: str, number: int) -> None: ...
     def set_timer(self, node_id: str, due: int | None) -> None: ...
     def loads(self) -> Iterable[NodeLoad]: ...
 
@@ -36,6 +39,7 @@ class InMemoryRulesStore:
     def __init__(self) -> None:
         self.nodes: dict[str, NodeState] = {}
         self.sessions: dict[tuple[str, str], SessionState] = {}
+        self.waiting: dict[tuple[str, int], Input] = {}
         self.timers: dict[str, int] = {}
 
     def get_node(self, node_id: str) -> NodeState | None:
@@ -54,6 +58,16 @@ class InMemoryRulesStore:
 
     def delete_session(self, node_id: str, session_id: str) -> None:
         self.sessions.pop((node_id, session_id), None)
+
+    def get_waiting(self, node_id: str, number: int) -> Input | None:
+        item = self.waiting.get((node_id, number))
+        return Input.from_row(item.to_row()) if item else None
+
+    def put_waiting(self, node_id: str, number: int, item: Input) -> None:
+        self.waiting[(node_id, number)] = Input.from_row(item.to_row())
+
+    def delete_waiting(self, node_id: str, number: int) -> None:
+        self.waiting.pop((node_id, number), None)
 
     def set_timer(self, node_id: str, due: int | None) -> None:
         if due is None:

@@ -73,8 +73,13 @@ class NodeState:
     sessions: list[str] = field(default_factory=list)
     held: list[dict[str, Any]] = field(default_factory=list)
     #: Session input that arrived while the node's liveness was read more than a grace window
-    #: behind it (``NodeEngine.on_session``), in arrival order: applied once it catches up.
-    waiting: list[dict[str, Any]] = field(default_factory=list)
+    #: behind it (``NodeEngine.on_session``) waits, in arrival order, in rows of its own
+    #: (``RulesStore.put_waiting``) numbered ``waiting_first`` up to ``waiting_next``;
+    #: ``waiting_head_at`` is the first one's timestamp. Numbers only grow: a row numbered from
+    #: ``waiting_next`` on is never one a durable node row still lists (R9).
+    waiting_first: int = 0
+    waiting_next: int = 0
+    waiting_head_at: int | None = None
     liveness_partition: int | None = None
     liveness_offset: int = -1
     heartbeats_in_incident: int = 0
@@ -90,6 +95,7 @@ class NodeState:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> NodeState:
         data = dict(row)
+        data.pop("waiting", None)  # rows written before waiting input had rows of its own
         for key in ("incident", "crash"):
             if data.get(key) is not None:
                 data[key] = Incident(**data[key])
