@@ -33,10 +33,8 @@ from sqlalchemy import (
     Connection,
     Engine,
     Result,
-    String,
     Table,
     and_,
-    any_,
     bindparam,
     case,
     cast,
@@ -45,32 +43,26 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.dml import Insert
 
 from services.core.projection import (
     TABLES,
     Add,
-    Candidate,
-    Creation,
     First,
-    Join,
     Latest,
     Max,
     Min,
     ProjectedRecord,
     Row,
     TableSpec,
-    link_recoveries,
-    returned_participants,
     utc,
 )
 from services.store import models
 from services.store import positions as positions_store
 from services.store.positions import Position, dialect_insert
-from services.store.recoveries import link_crashes_read_late, record_link
+from services.store.recoveries import relink
 
 __all__ = ["PROJECTION_TABLES", "AppliedBatch", "Position", "ProjectionStore"]
 
@@ -173,56 +165,18 @@ class ProjectionStore:
                 self._upserts[name].execute(conn, ordered)
 
     def _link_recoveries(self, conn: Connection, records: Sequence[ProjectedRecord]) -> None:
-        creations = [
-            Creation(
-                r.body["uniqueSessionId"], r.body["sessionId"], r.media_node_id, _at(r.timestamp)
-            )
+        """Recompute the recovery links of the sessions the batch touched
+        (``services/store/recoveries.py``): the links do not depend on the read order."""
+        touched = {
+            str(r.body["sessionId"])
             for r in records
-            if r.event == "sessionCreated"
-        ]
-        joins = [
-            Join(r.body["uniqueSessionId"], _at(r.timestamp))
-            for r in records
-            if r.event == "participantJoined"
-        ]
-        t = models.session_recoveries
-        if creations:
-            waiting = conn.execute(
-                select(t.c.old_unique_session_id, t.c.session_id, t.c.crashed_at).where(
-                    _among(conn, t.c.session_id, {c.session_id for c in creations}),
-                    t.c.new_unique_session_id.is_(None),
-                    t.c.crashed_at.is_not(None),
-                )
-            )
-            candidates = [Candidate(*row) for row in waiting]
-            for link in link_recoveries(candidates, creations, self.recovery_window):
-                record_link(conn, link)
-        late = link_crashes_read_late(conn, records, self.recovery_window)
-        joins = [j for j in joins if j.unique_session_id not in late]  # counted when linked
-        if joins:
-            recovered = conn.execute(
-                select(t.c.new_unique_session_id, t.c.crashed_at).where(
-                    _among(conn, t.c.new_unique_session_id, {j.unique_session_id for j in joins})
-                )
-            )
-            crash_times = {row.new_unique_session_id: row.crashed_at for row in recovered}
-            counts = returned_participants(crash_times, joins, self.recovery_window)
-            for usid, count in sorted(counts.items()):
-                conn.execute(
-                    update(t)
-                    .where(t.c.new_unique_session_id == usid)
-                    .values(participants_returned=t.c.participants_returned + count)
-                )
+            if r.event in _RECOVERY_INPUTS and r.body.get("sessionId") is not None
+        }
+        relink(conn, touched, self.recovery_window)
 
 
-def _among(
-    conn: Connection, column: ColumnElement[str], values: Iterable[str]
-) -> ColumnElement[bool]:
-    """``column IN (values)``; on PostgreSQL ``column = ANY(:array)``, one parameter however many
-    values (a batch names hundreds of sessions, and psycopg parses each placeholder in Python)."""
-    if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(None, sorted(values), type_=ARRAY(String)))
-    return column.in_(values)
+#: what a recovery link is made of: creations, the crash's end of a session, returned people
+_RECOVERY_INPUTS = frozenset({"sessionCreated", "sessionDestroyed", "participantJoined"})
 
 
 def _unique(records: Iterable[ProjectedRecord]) -> list[ProjectedRecord]:

@@ -1,92 +1,134 @@
-"""Recoveries whose crash is read after the re-creation (CONTRACT §10, §12).
+"""Recovery links (CONTRACT §10, §12), recomputed from the rows so that the CDR's read order
+does not matter.
 
-The projection links a ``sessionCreated`` to the crashed incarnation it replaces when the
-creation is read (``ProjectionStore._link_recoveries``). The crash is not always read first,
-although both incarnations share the session id and so the CDR partition: the detector writes a
-crash's cascade when the node's deadline is decided, and the copy of the re-creation — hosted on
-another node — does not wait for that decision. A detector catching up on a backlog (after a
-restart, or a broker outage) can copy the re-creation before it decides the crash, so the CDR
-holds the new ``sessionCreated`` *before* the old incarnation's ``sessionDestroyed``. Without
-this second way round, the live projection (which read them in two batches) and a rebuild (which
-read them in one) would differ.
+A ``sessionCreated`` recovers the crashed incarnation of the same session id that it follows
+within the recovery window (``services.core.projection.link_recoveries``, a pure function of the
+crashes and creations). The CDR does not hold them in event-time order: all incarnations share
+the session id, hence the partition, but each is copied by the node agent of its own node, and
+a crash's cascade is written only when the crashed node's deadline is decided. A detector
+catching up on a backlog, or waiting for a node's liveness (D4), can copy a re-creation — even
+the next incarnation's whole life — before it decides the crash before it.
+
+So the links are not made once, when one side is read: every batch that touches a session id
+that has a crash (a creation, a join, a crash's ``sessionDestroyed``) recomputes that session
+id's links from every crash and creation projected so far, and the returned participants from
+the joins projected so far, and writes what changed. Whatever the order and the batching, the
+last batch leaves the links that one batch of everything would: the same rows live and in a
+rebuild. All records of a session id are on one partition, so one projector owns them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, String, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.elements import ColumnElement
 
-from services.core.projection import Candidate, Creation, Link, ProjectedRecord, link_recoveries
+from services.core.projection import (
+    Candidate,
+    Creation,
+    Join,
+    Link,
+    link_recoveries,
+    returned_participants,
+)
 from services.store import models
 
-__all__ = ["link_crashes_read_late", "record_link"]
+__all__ = ["among", "relink"]
+
+_t, _s, _p = models.session_recoveries, models.sessions, models.participants
 
 
-def record_link(conn: Connection, link: Link, participants_returned: int | None = None) -> None:
-    """Write ``link`` into its crashed incarnation's row, with the participants already counted
-    when given (a crash read late); otherwise the count is left for the joins to add."""
-    t = models.session_recoveries
-    values: dict[str, object] = {
-        "new_unique_session_id": link.new_unique_session_id,
-        "to_node": link.to_node,
-        "recovered_at": link.recovered_at,
-        "time_to_recover_ms": link.time_to_recover_ms,
-    }
-    if participants_returned is not None:
-        values["participants_returned"] = participants_returned
-    conn.execute(
-        update(t).where(t.c.old_unique_session_id == link.old_unique_session_id).values(values)
-    )
+def among(
+    conn: Connection, column: ColumnElement[str], values: Iterable[str]
+) -> ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL ``column = ANY(:array)``, one parameter however many
+    values (a batch names hundreds of sessions, and psycopg parses each placeholder in Python)."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, sorted(values), type_=ARRAY(String)))
+    return column.in_(values)
 
 
-def link_crashes_read_late(
-    conn: Connection, records: Iterable[ProjectedRecord], window: timedelta
-) -> set[str]:
-    """Link the crashed incarnations closed in ``records`` (already merged into the rows) to
-    re-creations already projected, counting their participants already projected; returns the
-    new incarnations linked here (their joins in this batch are counted already)."""
-    closed = {
-        r.body["uniqueSessionId"]
-        for r in records
-        if r.event == "sessionDestroyed" and r.body.get("reason") == "nodeCrashed"
-    }
-    if not closed:
-        return set()
-    t, s, p = models.session_recoveries, models.sessions, models.participants
-    waiting = [
-        Candidate(*row)
-        for row in conn.execute(
-            select(t.c.old_unique_session_id, t.c.session_id, t.c.crashed_at).where(
-                t.c.old_unique_session_id.in_(closed),
-                t.c.new_unique_session_id.is_(None),
-                t.c.crashed_at.is_not(None),
-            )
-        )
-    ]
-    if not waiting:
-        return set()
-    taken = select(t.c.new_unique_session_id).where(t.c.new_unique_session_id.is_not(None))
+def relink(conn: Connection, session_ids: Iterable[str], window: timedelta) -> None:
+    """Bring the links of ``session_ids`` (those with a crash) in line with the rows as they
+    stand (the batch's rows already merged)."""
+    session_ids = set(session_ids)
+    if not session_ids:
+        return
+    crashes = conn.execute(
+        select(
+            _t.c.old_unique_session_id,
+            _t.c.session_id,
+            _t.c.crashed_at,
+            _t.c.new_unique_session_id,
+            _t.c.participants_returned,
+        ).where(among(conn, _t.c.session_id, session_ids), _t.c.crashed_at.is_not(None))
+    ).all()
+    if not crashes:
+        return  # the usual case: these sessions never crashed
     creations = [
         Creation(*row)
         for row in conn.execute(
-            select(s.c.unique_session_id, s.c.session_id, s.c.media_node_id, s.c.created_at).where(
-                s.c.session_id.in_({c.session_id for c in waiting}),
-                s.c.created_at.is_not(None),
-                s.c.unique_session_id.not_in(taken),
+            select(
+                _s.c.unique_session_id, _s.c.session_id, _s.c.media_node_id, _s.c.created_at
+            ).where(
+                among(conn, _s.c.session_id, {c.session_id for c in crashes}),
+                _s.c.created_at.is_not(None),
             )
         )
     ]
-    crashed_at = {c.old_unique_session_id: c.crashed_at for c in waiting}
-    linked = set()
-    for link in link_recoveries(waiting, creations, window):
-        until = crashed_at[link.old_unique_session_id] + window
-        returned = conn.execute(
-            select(func.count()).where(
-                p.c.unique_session_id == link.new_unique_session_id, p.c.joined_at <= until
+    candidates = [Candidate(c.old_unique_session_id, c.session_id, c.crashed_at) for c in crashes]
+    links = {
+        link.old_unique_session_id: link for link in link_recoveries(candidates, creations, window)
+    }
+    returned = _returned(
+        conn, links.values(), {c.old_unique_session_id: c.crashed_at for c in crashes}, window
+    )
+    for crash in crashes:
+        link = links.get(crash.old_unique_session_id)
+        if link is None:
+            if crash.new_unique_session_id is not None:  # a creation read later took it
+                _write(conn, crash.old_unique_session_id, None, 0)
+            continue
+        count = returned.get(link.new_unique_session_id, 0)
+        if (crash.new_unique_session_id, crash.participants_returned) != (
+            link.new_unique_session_id,
+            count,
+        ):
+            _write(conn, crash.old_unique_session_id, link, count)
+
+
+def _returned(
+    conn: Connection, links: Iterable[Link], crashed_at: dict[str, datetime], window: timedelta
+) -> dict[str, int]:
+    """Per new incarnation, its participants who joined within the window after the crash."""
+    recovered = {
+        link.new_unique_session_id: crashed_at[link.old_unique_session_id] for link in links
+    }
+    if not recovered:
+        return {}
+    joins = [
+        Join(usid, joined_at)
+        for usid, joined_at in conn.execute(
+            select(_p.c.unique_session_id, _p.c.joined_at).where(
+                among(conn, _p.c.unique_session_id, recovered), _p.c.joined_at.is_not(None)
             )
-        ).scalar_one()
-        record_link(conn, link, participants_returned=returned)
-        linked.add(link.new_unique_session_id)
-    return linked
+        )
+    ]
+    return returned_participants(recovered, joins, window)
+
+
+def _write(conn: Connection, old: str, link: Link | None, participants_returned: int) -> None:
+    conn.execute(
+        update(_t)
+        .where(_t.c.old_unique_session_id == old)
+        .values(
+            new_unique_session_id=link.new_unique_session_id if link else None,
+            to_node=link.to_node if link else None,
+            recovered_at=link.recovered_at if link else None,
+            time_to_recover_ms=link.time_to_recover_ms if link else None,
+            participants_returned=participants_returned,
+        )
+    )

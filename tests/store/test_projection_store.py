@@ -32,9 +32,18 @@ from tests.support.cdr_story import (
     NODE_BACK_AT,
     RECREATED_AT,
     cdr_story,
+    to_records,
 )
 from tests.support.databases import fresh_database_url, migrated_engine, snapshot
-from tests.support.rules_builders import T0
+from tests.support.rules_builders import (
+    GRACE_MS,
+    T0,
+    Rig,
+    node_connected,
+    node_disconnected,
+    participant_joined,
+    session_created,
+)
 
 pytestmark = pytest.mark.contract
 
@@ -250,6 +259,75 @@ def test_a_recovery_read_before_its_crash_is_linked_the_same(
         ).all()
     assert alpha.new_unique_session_id == f"ses_Alpha_{RECREATED_AT}"
     assert (alpha.participants_before, alpha.participants_returned) == (2, 2)
+
+
+MOVED = "ses_Moved"
+FIRST, SECOND, THIRD = T0 + 100, T0 + 10_000, T0 + 16_000  # its three incarnations
+
+
+def _moved_twice() -> list[ProjectedRecord]:
+    """A session re-created after each of two crashes, on a third node at last, with the CDR
+    order the two-minute soak found on 2026-11-26: the third incarnation's records were copied
+    (by the node agent of the third node) before the first crash was decided and before the
+    second incarnation was copied (both waited on their nodes' liveness)."""
+    rig, out = Rig(), []
+    nodes = ["media_i-0m01", "media_i-0m02", "media_i-0m03"]
+    for i, node in enumerate(nodes):
+        out += rig.liveness(node_connected(node, T0 + i))
+    for node, created in zip(nodes, (FIRST, SECOND, THIRD), strict=True):
+        out += rig.session(node, session_created(MOVED, created, node))
+        if created == THIRD:
+            out += rig.session(node, participant_joined(MOVED, "con_M1", created + 100))
+            out += rig.session(node, participant_joined(MOVED, "con_M2", created + 200))
+        else:
+            out += rig.liveness(node_disconnected(node, created + 1000))
+            out += rig.advance(node, created + 1000 + GRACE_MS)
+    records = to_records(out, "mediacdr.cdr", "mediacdr.nodes")
+
+    def place(r: ProjectedRecord) -> int:
+        usid = str(r.body.get("uniqueSessionId", ""))
+        if r.body.get("sessionId") != MOVED:
+            return 0
+        if usid == f"{MOVED}_{FIRST}":
+            return 1 if r.event == "sessionCreated" else 3
+        if usid == f"{MOVED}_{THIRD}":
+            return 2
+        return 4 if r.event == "sessionCreated" else 5
+
+    reordered = sorted(records, key=place)  # stable: each group keeps its own order
+    offsets: dict[tuple[str, int], int] = {}
+    for i, r in enumerate(reordered):
+        where = (r.topic, r.partition)
+        offsets[where] = offsets.get(where, -1) + 1
+        reordered[i] = dataclasses.replace(r, offset=offsets[where])
+    return reordered
+
+
+@pytest.mark.parametrize("sizes", [[1], [2, 5], [3]])
+def test_recoveries_follow_event_time_whatever_order_and_batches_they_are_read_in(
+    new_engine: NewEngine, sizes: list[int]
+) -> None:
+    """Each re-creation recovers the crash just before it (the first incarnation's crash → the
+    second, the second's → the third), read in one batch or record by record. Before, read
+    record by record, the first crash took the third incarnation (the only one projected when
+    the crash was read), and SQL differed from a rebuild."""
+    records = _moved_twice()
+    reference = new_engine()
+    apply_in_batches(ProjectionStore(reference), records, [len(records)])
+    other = new_engine()
+    apply_in_batches(ProjectionStore(other), records, sizes)
+    with other.connect() as conn:
+        rows = conn.execute(
+            select(models.session_recoveries).where(models.session_recoveries.c.session_id == MOVED)
+        ).all()
+    links = {
+        (r.old_unique_session_id, r.new_unique_session_id, r.participants_returned) for r in rows
+    }
+    assert links == {
+        (f"{MOVED}_{FIRST}", f"{MOVED}_{SECOND}", 0),
+        (f"{MOVED}_{SECOND}", f"{MOVED}_{THIRD}", 2),
+    }
+    assert snapshot(other) == snapshot(reference)
 
 
 def test_values_come_back_as_they_were_read(new_engine: NewEngine) -> None:

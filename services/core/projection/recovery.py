@@ -3,9 +3,9 @@
 A ``sessionCreated`` for a session id whose previous incarnation was closed by a crash at most the
 recovery window before is a recovery. Both incarnations share the session id, hence the Kafka key
 and partition, but the crash is not always read first: a detector catching up on a backlog can
-copy the re-creation before it decides the crash. So the store links both ways — a creation to
-the crashes already projected, a crash to the creations already projected
-(``services/store/recoveries.py``) — after the rows of the same batch.
+copy the re-creation — even a later incarnation's whole life — before it decides the crash. So
+the store recomputes a session's links from everything projected so far whenever a batch touches
+it (``services/store/recoveries.py``); :func:`link_recoveries` is a function of the sets only.
 """
 
 from __future__ import annotations
