@@ -21,11 +21,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from tests.support.cluster import ClusterScript
-from tests.support.kafka import body, event_is, headers_of, produce
+from tests.support.kafka import body, event_is, headers_of, produce, wait_for_stable_group
 from tests.support.services import ROOT, Deployment, new_deployment, running_service
 
 pytestmark = pytest.mark.rebalance
@@ -35,32 +33,8 @@ NODES = [f"media_f{i}" for i in range(18)]
 GRACE_MS, LATENESS_MS = 3000, 100
 
 
-async def _group_members(bootstrap: str, group: str) -> tuple[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        (response,) = await admin.describe_consumer_groups([group])
-        _error, _group, state, _type, _protocol, members, *_ = response.groups[0]
-        return str(state), len(members)
-    except GroupCoordinatorNotAvailableError:  # the group has not formed yet
-        return "", 0
-    finally:
-        await admin.close()
-
-
 def _ms(ce_time: str) -> int:
     return round(datetime.fromisoformat(ce_time).timestamp() * 1000)
-
-
-def _wait_for_stable_group(d: Deployment, members: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    seen: tuple[str, int] = ("", 0)
-    while time.monotonic() < deadline:
-        seen = asyncio.run(_group_members(d.bootstrap, d.app_id))
-        if seen == ("Stable", members):
-            return
-        time.sleep(0.5)  # polling the coordinator: there is no event to await
-    raise AssertionError(f"group {d.app_id} not stable with {members} members: {seen}")
 
 
 def _simulator(d: Deployment, stack: ExitStack) -> subprocess.Popen[bytes]:
@@ -107,7 +81,7 @@ def test_a_killed_worker_hands_its_pending_crashes_over(
             )
             for n in range(1, WORKERS + 1)
         ]
-        _wait_for_stable_group(d, WORKERS)
+        wait_for_stable_group(d.bootstrap, d.app_id, WORKERS)
         _simulator(d, stack)
         asyncio.run(produce(d.bootstrap, hosting.encoded(topics)))
         d.wait("cdr", len(NODES), event_is("participantJoined"), timeout=120)

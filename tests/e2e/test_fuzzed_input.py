@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,6 +34,7 @@ from hypothesis import strategies as st
 from services.core.errors import DEAD_LETTER_CODES, RejectedInput
 from services.core.validation import validate_input
 from services.ops.tail import TailedRecord, topic_partitions
+from tests.support.endpoints import free_port
 from tests.support.fuzz import Record, deterministic_examples, input_records, story_records
 from tests.support.kafka import produce_many
 from tests.support.services import Deployment, new_deployment, running_service
@@ -92,12 +92,6 @@ def corpus() -> list[tuple[Record, list[tuple[str, bytes]]]]:
 @pytest.fixture
 def deployment(kafka_bootstrap: str, tmp_path: Path) -> Deployment:
     return new_deployment(kafka_bootstrap, tmp_path)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_fuzzed_input_is_dead_lettered_or_copied_once(deployment: Deployment) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -22,17 +21,12 @@ import httpx
 import pytest
 
 from tests.support.cluster import ClusterScript
+from tests.support.endpoints import free_port
 from tests.support.kafka import body, event_is, headers_of, produce
 from tests.support.services import Deployment, new_deployment, running_service
 
 GRACE = 3000
 NODES = [f"media_mass{i}" for i in range(10)]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def metric(url: str, name: str) -> float | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import time
 import uuid
@@ -21,6 +20,7 @@ import httpx
 import pytest
 
 from services.core.webhooks import new_secret
+from tests.support.endpoints import free_port
 from tests.support.kafka import produce
 from tests.support.receiver import Request, running_receiver
 from tests.support.services import Deployment, cli, new_deployment, running_service
@@ -33,12 +33,6 @@ def deployment(kafka_bootstrap: str, tmp_path: Path) -> Deployment:
     d = new_deployment(kafka_bootstrap, tmp_path)
     cli(d, "migrate")
     return d
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from services.ops.tail import TailedRecord, collect
 
@@ -69,3 +72,29 @@ def event_is(name: str) -> Callable[[TailedRecord], bool]:
             return False
 
     return check
+
+
+async def group_members(bootstrap: str, group: str) -> tuple[str, int]:
+    """The consumer group's state and member count, as its coordinator says."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+        _error, _group, state, _type, _protocol, members, *_ = response.groups[0]
+        return str(state), len(members)
+    except GroupCoordinatorNotAvailableError:  # the group has not formed yet
+        return "", 0
+    finally:
+        await admin.close()
+
+
+def wait_for_stable_group(bootstrap: str, group: str, members: int, timeout: float = 120) -> None:
+    """Until ``group`` is Stable with ``members`` members (each has its partitions)."""
+    deadline = time.monotonic() + timeout
+    seen: tuple[str, int] = ("", 0)
+    while time.monotonic() < deadline:
+        seen = asyncio.run(group_members(bootstrap, group))
+        if seen == ("Stable", members):
+            return
+        time.sleep(0.5)  # polling the coordinator: there is no event to await
+    raise AssertionError(f"group {group} not stable with {members} members: {seen}")
