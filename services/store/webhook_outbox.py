@@ -101,24 +101,29 @@ class Attempt:
 
 class OutboxTurn:
     """One sender turn in one transaction: store the answered attempts, then read what to send
-    next (the reads see the results just stored)."""
+    next (the reads see the results just stored). ``partitions``: only deliveries of records
+    from these CDR partitions are sent by this process (None: all)."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, partitions: Collection[int] | None = None) -> None:
         self.conn = conn
+        self.partitions = partitions
 
     def record(self, attempts: Sequence[Attempt]) -> None:
         if attempts:
             record(self.conn, attempts)
 
     def heads(self, keys: Collection[Key], now: datetime) -> list[Due]:
-        return heads(self.conn, keys, now)
+        return heads(self.conn, keys, now, self.partitions)
 
     def due_keys(self, now: datetime, limit: int) -> list[Key]:
-        return due_keys(self.conn, now, limit)
+        return due_keys(self.conn, now, limit, self.partitions)
 
 
-def due_keys(conn: Connection, now: datetime, limit: int) -> list[Key]:
-    """Keys whose head has come due, oldest first: a scan of the pending deliveries.
+def due_keys(
+    conn: Connection, now: datetime, limit: int, partitions: Collection[int] | None = None
+) -> list[Key]:
+    """Keys whose head has come due, oldest first: a scan of the pending deliveries (of the
+    CDR ``partitions`` given; every key's records are on one partition).
 
     One pass — number each key's pending deliveries by offset and keep the first — rather than
     an anti-join or a self-join: PostgreSQL plans those from statistics that say "almost
@@ -129,17 +134,18 @@ def due_keys(conn: Connection, now: datetime, limit: int) -> list[Key]:
     rank = func.row_number().over(
         partition_by=(_d.c.subscription_id, _d.c.record_key), order_by=_d.c.source_offset
     )
-    pending = (
-        select(
-            _d.c.subscription_id,
-            _d.c.record_key,
-            _d.c.source_offset,
-            _d.c.next_attempt_at,
-            rank.label("rank"),
-        )
-        .where(_d.c.status == "pending")
-        .subquery("pending")
-    )
+    if partitions is not None and not partitions:
+        return []
+    pending_rows = select(
+        _d.c.subscription_id,
+        _d.c.record_key,
+        _d.c.source_offset,
+        _d.c.next_attempt_at,
+        rank.label("rank"),
+    ).where(_d.c.status == "pending")
+    if partitions is not None:
+        pending_rows = pending_rows.where(_d.c.source_partition.in_(sorted(partitions)))
+    pending = pending_rows.subquery("pending")
     query = (
         select(pending.c.subscription_id, pending.c.record_key)
         .join(_s, _s.c.id == pending.c.subscription_id)
@@ -157,10 +163,15 @@ def due_heads(conn: Connection, now: datetime, limit: int) -> list[Due]:
     return [found[k] for k in keys if k in found]
 
 
-def heads(conn: Connection, keys: Collection[Key], now: datetime) -> list[Due]:
-    """The head of each of ``keys`` when it is due (and its subscription enabled): one
-    ``ORDER BY source_offset LIMIT 1`` index probe per key, all in one statement (SQLite: up to
-    128 per statement)."""
+def heads(
+    conn: Connection,
+    keys: Collection[Key],
+    now: datetime,
+    partitions: Collection[int] | None = None,
+) -> list[Due]:
+    """The head of each of ``keys`` when it is due (and its subscription enabled, and its
+    record from one of the CDR ``partitions`` given): one ``ORDER BY source_offset LIMIT 1``
+    index probe per key, all in one statement (SQLite: up to 128 per statement)."""
     keys = list(keys)
     if not keys:
         return []
@@ -172,7 +183,10 @@ def heads(conn: Connection, keys: Collection[Key], now: datetime) -> list[Due]:
     return [
         Due(**{c.name: row[c.name] for c in _DUE_COLUMNS})
         for row in rows
-        if row["enabled"] and row["next_attempt_at"] is not None and row["next_attempt_at"] <= now
+        if row["enabled"]
+        and row["next_attempt_at"] is not None
+        and row["next_attempt_at"] <= now
+        and (partitions is None or row["source_partition"] in partitions)
     ]
 
 
@@ -180,7 +194,7 @@ def _head_probe() -> Select[Any]:
     """A key's head with what decides whether it is due. That is decided on the head itself:
     filtering before ``LIMIT 1`` would skip a head that is not due and send the event after it."""
     return (
-        select(*_DUE_COLUMNS, _d.c.next_attempt_at, _s.c.enabled)
+        select(*_DUE_COLUMNS, _d.c.next_attempt_at, _d.c.source_partition, _s.c.enabled)
         .join(_s, _s.c.id == _d.c.subscription_id)
         .where(_d.c.status == "pending")
         .order_by(_d.c.source_offset)

@@ -12,7 +12,7 @@ delivery; the sender's queries are in ``webhook_outbox``.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -217,10 +217,11 @@ class WebhookStore:
             return due_heads(conn, now, limit)
 
     @contextmanager
-    def turn(self) -> Iterator[OutboxTurn]:
-        """One transaction for a sender turn: store answers, then find what to send next."""
+    def turn(self, partitions: Collection[int] | None = None) -> Iterator[OutboxTurn]:
+        """One transaction for a sender turn: store answers, then find what to send next (of
+        the CDR ``partitions`` given; None: all)."""
         with self.engine.begin() as conn:
-            yield OutboxTurn(conn)
+            yield OutboxTurn(conn, partitions)
 
     def record_attempt(
         self,

@@ -24,7 +24,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -56,9 +56,15 @@ class Dispatcher:
         wake: asyncio.Event,
         *,
         page: int | None = None,
+        owned: Callable[[], Collection[int] | None] = lambda: None,
     ) -> None:
+        """``owned``: the CDR partitions whose deliveries this process sends, asked every turn
+        (None: all). With several webhooks processes in one consumer group, each sends the
+        deliveries of the partitions its outbox consumer is assigned, so one key's deliveries
+        go out from one process at a time."""
         self.store, self.sender, self.concurrency, self.wake = store, sender, concurrency, wake
         self.page = page or 8 * concurrency
+        self.owned = owned
         self.in_flight: dict[Key, asyncio.Task[Attempt]] = {}
         self.ready: dict[Key, None] = {}  # due keys found by a scan, waiting for a slot (FIFO)
         self.more = True  # the outbox may hold due keys that `ready` does not
@@ -144,7 +150,7 @@ class Dispatcher:
         free: int,
         scan: bool,
     ) -> _Found:
-        with self.store.turn() as t:
+        with self.store.turn(self.owned()) as t:
             t.record(answered)
             found = _Found(t.heads(keys, now))
             if not scan or len(found.heads) >= free:

@@ -9,14 +9,20 @@ cookies are not kept: each delivery stands alone.
 
 from __future__ import annotations
 
+import errno
+import socket
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
-__all__ = ["Answer", "Post", "open_post"]
+from services.core.webhooks.urls import is_public_address
+
+__all__ = ["Answer", "Post", "PublicOnlyResolver", "open_post"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,16 +37,48 @@ class Answer:
 Post = Callable[[str, bytes, Sequence[tuple[str, str]]], Awaitable[Answer]]
 
 
+class PublicOnlyResolver(AbstractResolver):
+    """Resolves like ``inner`` but keeps public addresses only, at every connection: with
+    ``MEDIACDR_WEBHOOK_ALLOW_PRIVATE=false`` a host name checked when its subscription was
+    created cannot be pointed at the service's own network later (DNS rebinding). An address
+    written in the URL is never resolved; it was checked when the subscription was created."""
+
+    def __init__(self, inner: AbstractResolver) -> None:
+        self.inner = inner
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self.inner.resolve(host, port, family)
+        public = [r for r in found if is_public_address(r["host"])]
+        if not public:
+            shown = ", ".join(sorted({r["host"] for r in found})) or "nothing"
+            raise OSError(  # EACCES: refused by policy; aiohttp shows the text in its error
+                errno.EACCES,
+                f"{host} resolves to {shown}, no public address: "
+                "MEDIACDR_WEBHOOK_ALLOW_PRIVATE=false refuses it",
+            )
+        return public
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 @asynccontextmanager
-async def open_post(*, timeout_s: float, concurrency: int) -> AsyncIterator[Post]:
+async def open_post(
+    *, timeout_s: float, concurrency: int, allow_private: bool = True
+) -> AsyncIterator[Post]:
     """A ``post`` with up to ``concurrency`` kept-alive connections and a ``timeout_s`` limit
     per request. Proxies from ``HTTP(S)_PROXY`` apply when set (looked up per request then, so
-    only then)."""
+    only then). ``allow_private=False``: connections go to public addresses only (checked
+    when the name is resolved; a proxy, when set, is trusted with the egress instead)."""
+    proxied = bool(urllib.request.getproxies())
+    resolver = None if allow_private or proxied else PublicOnlyResolver(DefaultResolver())
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=concurrency),
+        connector=aiohttp.TCPConnector(limit=concurrency, resolver=resolver),
         timeout=aiohttp.ClientTimeout(total=timeout_s),
         cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=bool(urllib.request.getproxies()),
+        trust_env=proxied,
     )
 
     async def post(url: str, body: bytes, headers: Sequence[tuple[str, str]]) -> Answer:

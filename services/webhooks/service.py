@@ -5,11 +5,13 @@
   positions in SQL, sought on assignment, like the projector). A kill -9 loses nothing: what was
   not committed is read again and deduplicated by (subscription, ce_id).
 - **Sender.** Repeatedly takes the deliveries that are due and are the head of their
-  (subscription, record key) queue, and attempts them with bounded concurrency over keep-alive
-  connections; answers are stored in batches (``dispatch.py``). A key is never attempted twice
-  at once, and its next event is due only once the earlier result is stored, so each key's
-  events go in CDR order; keys proceed in parallel. After a restart, at most the attempts that
-  were in flight or answered but not yet stored are sent again (same webhook-id: receivers
+  (subscription, record key) queue — of the CDR partitions this process's outbox is assigned,
+  so several processes in one group split the sending by partition as they split the reading —
+  and attempts them with bounded concurrency over keep-alive connections; answers are stored
+  in batches (``dispatch.py``). A key is never attempted twice at once, and its next event is
+  due only once the earlier result is stored, so each key's events go in CDR order; keys
+  proceed in parallel. After a restart or a rebalance, at most the attempts that were in
+  flight or answered but not yet stored are sent again (same webhook-id: receivers
   deduplicate by it).
 """
 
@@ -91,12 +93,27 @@ def _check_config(settings: WebhookSettings) -> None:
             raise ValueError(f"MEDIACDR_WEBHOOK_ENDPOINT: {e}") from e
 
 
+class _Owned:
+    """The CDR partitions this process's outbox consumer is assigned: the sender sends their
+    deliveries only, so with several webhooks processes in one group each key is served by
+    one of them (the owner of its partition) at a time. Before the consumer has joined, none."""
+
+    def __init__(self) -> None:
+        self.consumer: AIOKafkaConsumer | None = None
+
+    def __call__(self) -> frozenset[int]:
+        if self.consumer is None:
+            return frozenset()
+        return frozenset(tp.partition for tp in self.consumer.assignment())
+
+
 async def _outbox(
     settings: WebhookSettings,
     store: WebhookStore,
     stop: asyncio.Event,
     wake: asyncio.Event,
     heartbeat: Heartbeat,
+    owned: _Owned,
 ) -> None:
     consumer = new_consumer(
         settings,
@@ -109,6 +126,7 @@ async def _outbox(
         [settings.topic_cdr], listener=SeekToStoredPositions(consumer, store.positions)
     )
     await consumer.start()
+    owned.consumer = consumer
     lag = LagReporter("webhooks")
     commits = _Commits(consumer)
     try:
@@ -133,6 +151,7 @@ async def _outbox(
             wake.set()
             commits.add({tp: rs[-1].offset + 1 for tp, rs in batch.items()})
     finally:
+        owned.consumer = None
         lag.clear()
         await commits.close()
         await consumer.stop()
@@ -172,11 +191,16 @@ async def _send(
     stop: asyncio.Event,
     wake: asyncio.Event,
     heartbeat: Heartbeat,
+    owned: _Owned,
 ) -> None:
     concurrency = settings.webhook_concurrency
-    async with open_post(timeout_s=settings.webhook_timeout_s, concurrency=concurrency) as post:
+    async with open_post(
+        timeout_s=settings.webhook_timeout_s,
+        concurrency=concurrency,
+        allow_private=settings.webhook_allow_private,
+    ) as post:
         sender = Sender(post, settings.webhook_retry_schedule_s, settings.webhook_jitter)
-        await Dispatcher(store, sender, concurrency, wake).run(
+        await Dispatcher(store, sender, concurrency, wake, owned=owned).run(
             stop,
             heartbeat.beat,
             poll_s=settings.webhook_poll_ms / 1000,
@@ -222,10 +246,10 @@ async def _serve(
             events=settings.webhook_events,
         )
         await ensure_topics(settings)
-        wake = asyncio.Event()
+        wake, owned = asyncio.Event(), _Owned()
         tasks = [
-            asyncio.create_task(_outbox(settings, store, stop, wake, outbox), name="outbox"),
-            asyncio.create_task(_send(settings, store, stop, wake, sender), name="sender"),
+            asyncio.create_task(_outbox(settings, store, stop, wake, outbox, owned), name="outbox"),
+            asyncio.create_task(_send(settings, store, stop, wake, sender, owned), name="sender"),
             asyncio.create_task(_depths(store, stop), name="depths"),
         ]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)

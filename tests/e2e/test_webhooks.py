@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from services.store.migrate import upgrade
 from services.store.webhooks import WebhookStore
 from tests.support.cdr_story import busy_cluster
 from tests.support.databases import fresh_database_url
-from tests.support.kafka import produce_many
+from tests.support.endpoints import Endpoint, free_port, value
+from tests.support.kafka import group_members, produce_many, wait_for_stable_group
 from tests.support.receiver import Receiver, Request, first_deliveries, flaky, running_receiver
 from tests.support.services import Deployment, cli, kill_9, new_deployment, running_service
 
@@ -218,3 +220,49 @@ def test_kill_9_during_retries_loses_nothing(
     store = WebhookStore(make_engine(url))
     assert store.counts() == {"default": {"delivered": len(published.ids)}}
     store.engine.dispose()
+
+
+def test_two_processes_in_one_group_split_the_sending_by_partition(
+    kafka_bootstrap: str, postgres_url: str, tmp_path: Path
+) -> None:
+    """Scale-out: two webhooks processes share the outbox (one PostgreSQL) and the CDR topic's
+    partitions (one consumer group). Each sends the deliveries of the partitions it reads, so
+    with the group settled every delivery goes out once, from one process, in order per key."""
+    d = new_deployment(kafka_bootstrap, tmp_path)
+    url = fresh_database_url("postgresql", tmp_path, postgres_url)
+    upgrade(url)
+    env = {"MEDIACDR_DATABASE_URL": url, "MEDIACDR_WEBHOOK_POLL_MS": "50"}
+    with running_receiver() as receiver, ExitStack() as stack:
+        env["MEDIACDR_WEBHOOK_ENDPOINT"] = receiver.url
+        endpoints = []
+        for n in (1, 2):
+            port = free_port()
+            name = f"webhooks-{n}"
+            process = stack.enter_context(
+                running_service(
+                    d, "webhooks", log_name=name, MEDIACDR_METRICS_ADDR=f"127.0.0.1:{port}", **env
+                )
+            )
+            endpoints.append(Endpoint(name, port, process, tmp_path / f"{name}.log"))
+
+        group = d.env()["MEDIACDR_WEBHOOK_GROUP_ID"]
+        wait_for_stable_group(d.bootstrap, group, 2)
+        published = publish(d, 60)
+        receiver.wait(all_delivered(published))
+        assert asyncio.run(group_members(d.bootstrap, group)) == ("Stable", 2)
+
+        def delivered() -> list[float]:
+            """Per process, the deliveries it counted (after the receiver saw them)."""
+            texts = [e.poll(lambda r: r.status_code == 200, "/metrics", "up") for e in endpoints]
+            name = "mediacdr_webhook_deliveries_total"
+            return [value(t, name, outcome="delivered") or 0 for t in texts]
+
+        deadline = time.monotonic() + 30
+        while sum(sent := delivered()) < len(published.ids):
+            assert time.monotonic() < deadline, f"counted {sent} of {len(published.ids)}"
+            time.sleep(0.1)  # polling the endpoints: there is nothing to await
+        requests = list(receiver.requests)
+    assert_in_order_per_key(published, requests)
+    assert len(requests) == len(published.ids), "a delivery was sent by both processes"
+    assert sum(sent) == len(published.ids)
+    assert all(n > 0 for n in sent), f"one process sent nothing: {sent}"

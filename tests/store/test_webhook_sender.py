@@ -143,3 +143,22 @@ def test_410_disables_the_subscription(store: WebhookStore) -> None:
     assert store.get("gone").enabled is False
     (row,) = store.deliveries("gone")
     assert row["status"] == "pending"
+
+
+def test_with_private_addresses_refused_a_name_that_resolves_to_one_is_not_sent_to() -> None:
+    """DNS rebinding: the subscription's name was checked when it was created; if it resolves
+    to a private address at send time, the connection is refused there too."""
+
+    async def post_to(url: str, *, allow_private: bool) -> tuple[int | None, str | None]:
+        async with open_post(timeout_s=5, concurrency=1, allow_private=allow_private) as post:
+            answer = await post(url, BODY, [])
+        return answer.status_code, answer.error
+
+    with running_receiver() as receiver:  # answers 204
+        by_name = receiver.url.replace("127.0.0.1", "localhost")
+        status, error = asyncio.run(post_to(by_name, allow_private=False))
+        assert status is None and error is not None and "no public address" in error
+        assert receiver.requests == []
+        # An address written in the URL is not resolved: it was checked at creation.
+        assert asyncio.run(post_to(receiver.url, allow_private=False)) == (204, None)
+        assert len(receiver.requests) == 1

@@ -171,3 +171,21 @@ def test_heads_are_probed_per_key_and_a_head_not_due_holds_its_key(store: Webhoo
         assert len(found) == 149 and first.record_key not in found  # its next event waits
         assert all(found[f"ses_{k}"] == k for k in range(150) if f"ses_{k}" != first.record_key)
         assert set(turn.due_keys(now, 500)) == {("s", k) for k in found}
+
+
+def test_a_turn_sees_only_the_deliveries_of_the_partitions_it_owns(store: WebhookStore) -> None:
+    """Several webhooks processes in one group: each sends the deliveries of the CDR partitions
+    its outbox consumer is assigned, so no key is served by two processes at once."""
+    store.add("http://a.example/hook", secret=None, subscription_id="s")
+    store.enqueue([rec(n, key=f"ses_{n}", partition=n % 3) for n in range(9)], {})
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    every = [("s", f"ses_{n}") for n in range(9)]
+    with store.turn({0, 2}) as turn:
+        assert sorted(turn.due_keys(now, 100)) == sorted(
+            ("s", f"ses_{n}") for n in range(9) if n % 3 != 1
+        )
+        assert sorted(d.source_offset for d in turn.heads(every, now)) == [0, 2, 3, 5, 6, 8]
+    with store.turn(set()) as turn:  # not assigned yet
+        assert turn.due_keys(now, 100) == [] and turn.heads(every, now) == []
+    with store.turn() as turn:  # one process: everything
+        assert len(turn.due_keys(now, 100)) == 9 and len(turn.heads(every, now)) == 9

@@ -3,13 +3,17 @@ URL, and with MEDIACDR_WEBHOOK_ALLOW_PRIVATE=false no address inside the network
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import Iterable
 
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 from click.testing import CliRunner
 
 from services.cli import main
 from services.core.webhooks.urls import InvalidWebhookUrl, check_webhook_url
+from services.webhooks.http import PublicOnlyResolver
 
 #: A fake resolver: names of this test only.
 NAMES = {
@@ -105,3 +109,31 @@ def test_the_cli_refuses_before_touching_the_database() -> None:
         env=env | {"MEDIACDR_WEBHOOK_ALLOW_PRIVATE": "false"},
     )
     assert private.exit_code == 2 and "not a public address" in private.output
+
+
+class _Answers(AbstractResolver):
+    """A resolver that answers from a table (a small fake of DNS)."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(hostname=host, host=a, port=port, family=family, proto=0, flags=0)
+            for a in self.table[host]
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+def test_at_send_time_only_public_addresses_are_connected_to() -> None:
+    resolver = PublicOnlyResolver(
+        _Answers({"mixed.example": ["10.0.0.7", "93.184.216.34"], "inside.example": ["::1"]})
+    )
+    kept = asyncio.run(resolver.resolve("mixed.example", 443))
+    assert [r["host"] for r in kept] == ["93.184.216.34"]
+    with pytest.raises(OSError, match="no public address"):
+        asyncio.run(resolver.resolve("inside.example", 443))

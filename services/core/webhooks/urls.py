@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from services.core.errors import MediaCdrError
 
-__all__ = ["InvalidWebhookUrl", "Resolver", "check_webhook_url"]
+__all__ = ["InvalidWebhookUrl", "Resolver", "check_webhook_url", "is_public_address"]
 
 #: Host name → the IP addresses it resolves to (empty when it does not resolve).
 Resolver = Callable[[str], Iterable[str]]
@@ -49,6 +49,13 @@ def check_webhook_url(url: str, *, allow_private: bool, resolve: Resolver) -> st
     if not allow_private:
         _check_public(host, resolve)
     return url
+
+
+def is_public_address(text: str) -> bool:
+    """Whether ``text`` is an IP address a webhook may be sent to under
+    ``MEDIACDR_WEBHOOK_ALLOW_PRIVATE=false``: global and not multicast."""
+    address = _address(text)
+    return address is not None and address.is_global and not address.is_multicast
 
 
 def _check_public(host: str, resolve: Resolver) -> None:
