@@ -15,17 +15,29 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
+from services.config import DetectorSettings
+from services.core.rules import Emit
+from services.detector.output import OutputBuilder
 from services.ops.export import export_cdr
 from services.ops.sql import wait_caught_up
 from services.projector.rebuild import NotEmpty, rebuild
 from services.store import make_engine, models
 from services.store.projection import ProjectionStore
+from tests.support.cdr_story import busy_cluster
 from tests.support.cluster import ClusterScript
 from tests.support.databases import fresh_database_url, migrated_engine, snapshot
-from tests.support.kafka import body, produce
+from tests.support.endpoints import free_port, value
+from tests.support.kafka import (
+    body,
+    group_members,
+    produce,
+    produce_many,
+    wait_for_stable_group,
+)
 from tests.support.services import Deployment, cli, new_deployment, running_service
 
 GRACE = 3000
@@ -43,6 +55,68 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) ->
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(0.05)  # polling the database, as above
+
+
+def test_two_projectors_in_one_group_write_the_rows_a_rebuild_writes(
+    kafka_bootstrap: str, postgres_url: str, tmp_path: Path
+) -> None:
+    """Scale-out: two projector processes in one consumer group share the CDR and node-facts
+    partitions and one PostgreSQL database; rows that several partitions write (a node, an
+    incident and its cascade counts) must come out as one process would write them."""
+    d = new_deployment(kafka_bootstrap, tmp_path)
+    url = fresh_database_url("postgresql", tmp_path, postgres_url)
+    engine = migrated_engine(url)
+    builder = OutputBuilder(DetectorSettings(**d.kafka_settings().model_dump()))
+    story = busy_cluster(120, participants=3, t0=int(time.time() * 1000) - 600_000)
+    outputs = [
+        builder.emit(e) for e in story if isinstance(e, Emit) and e.stream != "notifications"
+    ]
+    records = [(o.topic, o.key, o.value, list(o.headers), o.timestamp_ms) for o in outputs]
+    ports = [free_port(), free_port()]
+    with (
+        running_service(
+            d,
+            "projector",
+            log_name="projector-1",
+            MEDIACDR_DATABASE_URL=url,
+            MEDIACDR_METRICS_ADDR=f"127.0.0.1:{ports[0]}",
+        ),
+        running_service(
+            d,
+            "projector",
+            log_name="projector-2",
+            MEDIACDR_DATABASE_URL=url,
+            MEDIACDR_METRICS_ADDR=f"127.0.0.1:{ports[1]}",
+        ),
+    ):
+        group = d.env()["MEDIACDR_PROJECTOR_GROUP_ID"]
+        wait_for_stable_group(d.bootstrap, group, 2)
+        asyncio.run(produce_many(d.bootstrap, records))
+        wait_projected(engine, d)
+        assert asyncio.run(group_members(d.bootstrap, group)) == ("Stable", 2)
+
+        def read() -> list[float]:
+            """Per process, the records it counted (just after their transaction)."""
+            texts = [httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=5).text for p in ports]
+            return [value(t, "mediacdr_projector_records_total") or 0 for t in texts]
+
+        deadline = time.monotonic() + 30
+        while sum(applied := read()) < len(records):
+            assert time.monotonic() < deadline, f"counted {applied} of {len(records)}"
+            time.sleep(0.1)  # polling the endpoints: there is nothing to await
+    assert all(n > 0 for n in applied), f"one projector read nothing: {applied}"
+    assert sum(applied) == len(records)
+    with engine.connect() as conn:
+        crash = conn.execute(
+            select(models.node_incidents).where(models.node_incidents.c.outcome == "crashed")
+        ).one()
+        assert crash.sessions_closed == 40  # every third session was open on the crashed node
+    rebuilt_url = fresh_database_url("postgresql", tmp_path, postgres_url)
+    rebuilt = migrated_engine(rebuilt_url)
+    asyncio.run(rebuild(d.projector_settings(rebuilt_url)))
+    assert snapshot(rebuilt) == snapshot(engine)
+    rebuilt.dispose()
+    engine.dispose()
 
 
 def test_detector_and_projector_turn_a_cluster_story_into_sql(
