@@ -105,11 +105,7 @@ class TableRulesStore:
         self._remember(node)
 
     def get_session(self, node_id: str, session_id: str) -> SessionState | None:
-        key = session_key(node_id, session_id)
-        dirty = self._dirty_sessions.get(key)
-        row = dirty[0] if dirty else self.sessions.get(key)
-        if row is DELETED:
-            return None
+        row = self._session_row(session_key(node_id, session_id))
         return SessionState.from_row(row) if row else None
 
     def put_session(self, session: SessionState) -> None:
@@ -120,11 +116,7 @@ class TableRulesStore:
         self._dirty_sessions[session_key(node_id, session_id)] = (DELETED, self.partition)
 
     def get_waiting(self, node_id: str, number: int) -> Input | None:
-        key = waiting_key(node_id, number)
-        dirty = self._dirty_sessions.get(key)
-        row = dirty[0] if dirty else self.sessions.get(key)
-        if row is DELETED:
-            return None
+        row = self._session_row(waiting_key(node_id, number))
         return Input.from_row(row) if row else None
 
     def put_waiting(self, node_id: str, number: int, item: Input) -> None:
@@ -144,6 +136,12 @@ class TableRulesStore:
 
     def loads(self) -> Iterable[NodeLoad]:
         return self.known_loads.values()
+
+    def _session_row(self, key: str) -> Any:
+        """A row of the ``node-sessions`` table as this batch left it (None: no row)."""
+        dirty = self._dirty_sessions.get(key)
+        row = dirty[0] if dirty else self.sessions.get(key)
+        return None if row is DELETED else row
 
     # -- adapter ----------------------------------------------------------------------------
 

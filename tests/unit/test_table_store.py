@@ -101,6 +101,18 @@ def _live_sessions(tables: Tables) -> dict[str, Any]:
     }
 
 
+def _cut(snapshot: Tables, log: list[Write], cut: int) -> Tables:
+    """The tables as a kill -9 after the first ``cut`` writes of ``log`` leaves them."""
+    survived = copy.deepcopy(snapshot)
+    for is_node, key, row in log[:cut]:
+        table = survived[0] if is_node else survived[1]
+        if row is DELETED:
+            table.pop(key, None)
+        else:
+            table[key] = copy.deepcopy(row)
+    return survived
+
+
 def test_a_kill_anywhere_in_a_flush_replays_to_the_same_state_without_dead_letters() -> None:
     """The node agent's batch is replayed after a kill -9 that left any prefix of its flush's
     writes on the changelogs: the replay dead-letters nothing the first pass did not, and ends
@@ -133,13 +145,7 @@ def test_a_kill_anywhere_in_a_flush_replays_to_the_same_state_without_dead_lette
     after = before
 
     for cut in range(len(log) + 1):
-        survived = copy.deepcopy(snapshot)
-        for is_node, key, row in log[:cut]:
-            table = survived[0] if is_node else survived[1]
-            if row is DELETED:
-                table.pop(key, None)
-            else:
-                table[key] = copy.deepcopy(row)
+        survived = _cut(snapshot, log, cut)
         engine, store = _engine(survived)
         replay = _apply(engine, store, batch)
         assert not rejects(replay), f"kill after {cut} of {len(log)} writes: {rejects(replay)}"
@@ -184,17 +190,6 @@ def _waiting_start() -> Tables:
     engine.on_liveness(NODE, Input("liveness", node_connected(NODE, T0), LIVENESS_PARTITION, 1))
     _apply(engine, store, [Input("session", session_created(S1, T0 + 1, NODE), 1, 10)])
     return tables
-
-
-def _cut(snapshot: Tables, log: list[Write], cut: int) -> Tables:
-    survived = copy.deepcopy(snapshot)
-    for is_node, key, row in log[:cut]:
-        table = survived[0] if is_node else survived[1]
-        if row is DELETED:
-            table.pop(key, None)
-        else:
-            table[key] = copy.deepcopy(row)
-    return survived
 
 
 def _bodies(outputs: list[Output]) -> list[dict[str, Any]]:
