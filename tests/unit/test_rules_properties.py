@@ -115,6 +115,7 @@ class ScriptBuilder:
         self.nodes = nodes
         self.steps: list[Step] = []
         self.sessions: dict[str, ModelSession] = {}
+        self.incarnations: set[tuple[str, int]] = set()  # (sessionId, createdAt) ever created
         self.offsets = itertools.count(1)
         self.people = itertools.count(1)
         self.clock = T0
@@ -176,6 +177,14 @@ class ScriptBuilder:
         sid = self.choose(SESSION_IDS)
         node = self.choose([n for n in self.nodes if n not in self.down] or self.nodes)
         ts = self.stamp()
+        while (sid, ts) in self.incarnations:
+            # Not OpenVidu's input: a uniqueSessionId (sessionId_createdAt) names one
+            # incarnation, and two nodes cannot both have created it. (Found by hypothesis,
+            # seed 332848419692902583532928342609649347729: a node the model took for dead
+            # came back in time and kept its ses_D, created again on another node in the same
+            # millisecond; the CDR told the two apart by node only, and a crash closed "both".)
+            ts += 1
+        self.incarnations.add((sid, ts))
         self.sessions[sid] = ModelSession(node, ts, ts)
         self.send(node, [session_created(sid, ts, node)])
 
