@@ -36,12 +36,12 @@ from services.core.projection import (
 )
 from services.store import models
 
-__all__ = ["among", "relink"]
+__all__ = ["relink"]
 
 _t, _s, _p = models.session_recoveries, models.sessions, models.participants
 
 
-def among(
+def _among(
     conn: Connection, column: ColumnElement[str], values: Iterable[str]
 ) -> ColumnElement[bool]:
     """``column IN (values)``; on PostgreSQL ``column = ANY(:array)``, one parameter however many
@@ -64,7 +64,7 @@ def relink(conn: Connection, session_ids: Iterable[str], window: timedelta) -> N
             _t.c.crashed_at,
             _t.c.new_unique_session_id,
             _t.c.participants_returned,
-        ).where(among(conn, _t.c.session_id, session_ids), _t.c.crashed_at.is_not(None))
+        ).where(_among(conn, _t.c.session_id, session_ids), _t.c.crashed_at.is_not(None))
     ).all()
     if not crashes:
         return  # the usual case: these sessions never crashed
@@ -74,7 +74,7 @@ def relink(conn: Connection, session_ids: Iterable[str], window: timedelta) -> N
             select(
                 _s.c.unique_session_id, _s.c.session_id, _s.c.media_node_id, _s.c.created_at
             ).where(
-                among(conn, _s.c.session_id, {c.session_id for c in crashes}),
+                _among(conn, _s.c.session_id, {c.session_id for c in crashes}),
                 _s.c.created_at.is_not(None),
             )
         )
@@ -113,7 +113,7 @@ def _returned(
         Join(usid, joined_at)
         for usid, joined_at in conn.execute(
             select(_p.c.unique_session_id, _p.c.joined_at).where(
-                among(conn, _p.c.unique_session_id, recovered), _p.c.joined_at.is_not(None)
+                _among(conn, _p.c.unique_session_id, recovered), _p.c.joined_at.is_not(None)
             )
         )
     ]

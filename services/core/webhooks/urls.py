@@ -67,8 +67,7 @@ def _check_public(host: str, resolve: Resolver) -> None:
             "MEDIACDR_WEBHOOK_ALLOW_PRIVATE=false refuses it"
         )
     for address in addresses:
-        assert address is not None
-        if not address.is_global or address.is_multicast:
+        if not is_public_address(str(address)):
             raise InvalidWebhookUrl(
                 f"{host} is not a public address ({address}); "
                 "MEDIACDR_WEBHOOK_ALLOW_PRIVATE=false refuses loopback, private, link-local "
