@@ -124,14 +124,12 @@ class WebhookStore:
         """The env-configured endpoint is the subscription ``default``; unset, it is disabled."""
         t = models.webhook_subscriptions
         with self.engine.begin() as conn:
-            current = conn.execute(select(t.c.id).where(t.c.id == DEFAULT_ID)).first()
             if url is None:
-                if current is not None:
-                    conn.execute(
-                        update(t)
-                        .where(t.c.id == DEFAULT_ID)
-                        .values(enabled=False, disabled_reason="MEDIACDR_WEBHOOK_ENDPOINT is unset")
-                    )
+                conn.execute(
+                    update(t)
+                    .where(t.c.id == DEFAULT_ID)
+                    .values(enabled=False, disabled_reason="MEDIACDR_WEBHOOK_ENDPOINT is unset")
+                )
                 return
             values = {
                 "url": url,
@@ -139,14 +137,11 @@ class WebhookStore:
                 "headers": list(headers),
                 "events": list(events) if events else None,
             }
-            if current is None:
-                conn.execute(
-                    t.insert().values(
-                        id=DEFAULT_ID, enabled=True, created_at=datetime.now(UTC), **values
-                    )
-                )
-            else:
-                conn.execute(update(t).where(t.c.id == DEFAULT_ID).values(**values))
+            # An upsert: several webhooks processes starting together all write it.
+            insert = dialect_insert(conn.dialect.name, t).values(
+                id=DEFAULT_ID, enabled=True, created_at=datetime.now(UTC), **values
+            )
+            conn.execute(insert.on_conflict_do_update(index_elements=[t.c.id], set_=values))
 
     def remove(self, subscription_id: str) -> None:
         """Delete a subscription and its deliveries."""
