@@ -38,6 +38,7 @@ from services.core.rules import Emit, Input, NodeEngine, Output, RuleSettings
 from services.core.validation import InputKind, ValidInput, validate_input
 from services.detector import metrics
 from services.detector.envelope import Envelope, decode_batch, encode_batch
+from services.detector.fetching import DetectorApp
 from services.detector.marks import (
     MARK_KIND,
     OutageGuard,
@@ -106,7 +107,7 @@ def build_app(settings: DetectorSettings) -> faust.App:
 def build_detector(settings: DetectorSettings) -> Detector:
     """The Faust app with the detector wired in; ``.app`` runs it, ``.heartbeat`` says it
     still turns."""
-    app = faust.App(
+    app = DetectorApp(
         settings.detector_app_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
         store="memory://",
@@ -167,6 +168,9 @@ class Detector:
         )
         self.store = TableRulesStore(nodes, sessions, write_durably)
         metrics.OPEN_INCIDENTS.set_function(self.store.open_incidents)
+        metrics.TABLE_RECOVERY.set_function(  # read from the metrics thread: create nothing
+            lambda: metrics.recovering_for(getattr(app.tables, "_recovery", None), time.monotonic())
+        )
         self.engine = NodeEngine(
             self.store,
             RuleSettings(s.grace_ms, s.heartbeat_timeout_ms, s.reconnection_timeout_s),

@@ -6,7 +6,7 @@ the cached labelled child, then an increment or an observation; nothing else is 
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
@@ -22,10 +22,12 @@ __all__ = [
     "MASS_DISCONNECTS",
     "OPEN_INCIDENTS",
     "RUNNING_NODES",
+    "TABLE_RECOVERY",
     "crash_decided",
     "dead_lettered",
     "emitted",
     "received",
+    "recovering_for",
 ]
 
 #: ``event`` label of an input record rejected before its event name was known to be valid.
@@ -78,6 +80,22 @@ MASS_DISCONNECTS = Counter(
     "disconnected within one grace window (a massDisconnect node fact each); counted by the one "
     "worker that holds the cluster-wide view.",
 )
+
+TABLE_RECOVERY = Gauge(
+    "mediacdr_detector_table_recovery_seconds",
+    "How long this worker has been restoring its tables from their changelogs after a "
+    "rebalance (its streams wait meanwhile); 0 when it is not restoring.",
+)
+
+
+def recovering_for(recovery: Any, now: float) -> float:
+    """Seconds Faust's table recovery (``app.tables.recovery``; None before Faust made it) has
+    been running at ``now`` (``time.monotonic()``), 0 when it is not running."""
+    started: float | None = getattr(recovery, "_recovery_started_at", None)
+    if recovery is None or not recovery.in_recovery or started is None:
+        return 0.0
+    return max(0.0, now - started)
+
 
 M = TypeVar("M", bound=MetricWrapperBase)
 

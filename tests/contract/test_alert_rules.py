@@ -49,6 +49,7 @@ EXPECTED = {
     "mediacdr_mass_disconnects": "counter",
     "mediacdr_crash_decision_delay_seconds": "histogram",
     "mediacdr_producer_clock_skew_seconds": "histogram",
+    "mediacdr_detector_table_recovery_seconds": "gauge",
     "mediacdr_consumer_lag": "gauge",
     "mediacdr_projector_records": "counter",
     "mediacdr_projector_batch_seconds": "histogram",

@@ -257,3 +257,18 @@ def test_open_incidents_are_the_nodes_in_grace_on_owned_partitions() -> None:
     assert store.open_incidents() == 1
     store.keep_partitions({0})  # partition 1 went to another worker
     assert store.open_incidents() == 0
+
+
+class _Recovery:
+    """What ``recovering_for`` reads of Faust's table recovery."""
+
+    def __init__(self, in_recovery: bool, started_at: float | None) -> None:
+        self.in_recovery = in_recovery
+        self._recovery_started_at = started_at
+
+
+def test_table_recovery_seconds_count_from_the_start_of_the_running_recovery() -> None:
+    assert detector_metrics.recovering_for(_Recovery(True, 100.0), now=130.5) == 30.5
+    assert detector_metrics.recovering_for(_Recovery(False, 100.0), now=130.5) == 0.0
+    assert detector_metrics.recovering_for(_Recovery(True, None), now=130.5) == 0.0
+    assert detector_metrics.recovering_for(None, now=130.5) == 0.0  # before Faust made it
