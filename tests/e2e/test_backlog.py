@@ -13,11 +13,9 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from services.simulator import payloads
 from tests.support.cluster import ClusterScript
 from tests.support.kafka import TailedRecord, body, headers_of, produce_many
 from tests.support.services import new_deployment, running_service
@@ -42,18 +40,10 @@ def _backlog(t0: int) -> ClusterScript:
         for p, cid in enumerate(people):
             script.join(sid, cid, t + 1 + p)
         for p, cid in enumerate(people):
-            person = payloads.Person(client_data=f"client {cid}", server_data="")
-            left = payloads.participant_left(sid, cid, t + 10 + p, t + 1 + p, "disconnect", person)
-            script.session("participantLeft", sid, t + 10 + p, **_fields(left))
-        destroyed = payloads.session_destroyed(sid, t + 20, t, "lastParticipantLeft")
-        script.session("sessionDestroyed", sid, t + 20, **_fields(destroyed))
+            script.leave(sid, cid, t + 10 + p, joined=t + 1 + p)
+        script.destroy(sid, t + 20, created=t)
         t += 1
     return script
-
-
-def _fields(payload: dict[str, Any]) -> dict[str, Any]:
-    """A payload's fields other than those ``ClusterScript.session`` sets itself."""
-    return {k: v for k, v in payload.items() if k not in ("event", "sessionId", "timestamp")}
 
 
 def _first_of_each_id() -> Callable[[TailedRecord], bool]:

@@ -36,6 +36,15 @@ class ClusterScript:
         person = p.Person(client_data=f"client {connection}", server_data="{'user': 'client1'}")
         return self._add(p.participant_joined(session_id, connection, at, person))
 
+    def leave(self, session_id: str, connection: str, at: int, joined: int) -> ClusterScript:
+        person = p.Person(client_data=f"client {connection}", server_data="{'user': 'client1'}")
+        return self._add(
+            p.participant_left(session_id, connection, at, joined, "disconnect", person)
+        )
+
+    def destroy(self, session_id: str, at: int, created: int) -> ClusterScript:
+        return self._add(p.session_destroyed(session_id, at, created, "lastParticipantLeft"))
+
     def publish(self, session_id: str, connection: str, at: int) -> ClusterScript:
         return self._add(p.outbound_created(session_id, connection, at, f"str_CAM_{connection}"))
 

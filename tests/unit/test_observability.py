@@ -272,3 +272,13 @@ def test_table_recovery_seconds_count_from_the_start_of_the_running_recovery() -
     assert detector_metrics.recovering_for(_Recovery(False, 100.0), now=130.5) == 0.0
     assert detector_metrics.recovering_for(_Recovery(True, None), now=130.5) == 0.0
     assert detector_metrics.recovering_for(None, now=130.5) == 0.0  # before Faust made it
+
+
+def test_the_detector_serves_its_own_table_recovery_time() -> None:
+    from services.config import DetectorSettings
+    from services.detector.app import build_detector
+
+    app = build_detector(DetectorSettings()).app
+    assert sample("mediacdr_detector_table_recovery_seconds") == 0.0  # Faust made no recovery yet
+    app.tables._recovery = _Recovery(True, time.monotonic() - 30)  # type: ignore[assignment]
+    assert sample("mediacdr_detector_table_recovery_seconds") >= 30
